@@ -1,0 +1,212 @@
+"""The ``hho-tune`` command: a thin layer over :func:`hho_tune.tune` and friends.
+
+Every user error ends as one line on stderr and exit code 2; Ctrl-C ends with 130.
+Tuning is the default command, so ``hho-tune --budget 30`` is a whole invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from rich.console import Console
+
+from hho_tune.errors import UsageError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_SPACE = "lstm_mnist"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage text is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags shared by ``tune`` and ``compare``: what is searched and at which fidelity."""
+    parser.add_argument("--budget", type=_positive_int, default=30, help="trainings per run (default 30)")
+    parser.add_argument("--space", default=DEFAULT_SPACE,
+                        help="search-space YAML file, or the name of a packaged one (default lstm_mnist)")
+    parser.add_argument("--out", default="results", help="results root (default ./results)")
+    parser.add_argument("--epochs", type=_positive_int, default=None,
+                        help="training epochs per trial (default 2)")
+    parser.add_argument("--train-size", type=_positive_int, default=None,
+                        help="training images per trial, from the 55,000 (default 10000)")
+    parser.add_argument("--data", default=None, help="an .npz in keras.datasets.mnist's layout (default: packaged MNIST)")
+    parser.add_argument("--objective", default=None,
+                        help="module:function taking a params dict and returning a float, instead of the LSTM")
+    parser.add_argument("--direction", choices=["maximize", "minimize"], default=None,
+                        help="for --objective (default: the function's `direction` attribute, else maximize)")
+    parser.add_argument("--pop-size", type=_int, default=None, help="hawks in HHO's population (default 5)")
+    parser.add_argument("--tpe-startup", type=_positive_int, default=None,
+                        help="random trials before TPE models (default: budget/5, between 5 and 10)")
+    parser.add_argument("--max-failures", type=_positive_int, default=5,
+                        help="stop after this many failed trials in a row (default 5)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="TensorFlow threads (default: all cores)")
+
+
+def build_tune_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hho-tune",
+        description="Tune the MNIST-rows LSTM (or any objective) with Harris Hawks Optimization.",
+        epilog="Other commands: hho-tune compare | export | train  (each with --help).",
+    )
+    add_search_arguments(parser)
+    parser.add_argument("--optimizer", default="hho",
+                        help="hho, hho-mealpy, tpe, random, mealpy:MODULE.CLASS or optuna:SAMPLER (default hho)")
+    parser.add_argument("--seed", type=_int, default=0, help="seed of the optimizer and of every training (default 0)")
+    return parser
+
+
+def resolve_space_path(text: str) -> Path:
+    """A path if it names a file (or looks like one), else a packaged space by name."""
+    path = Path(text)
+    if path.exists() or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1:
+        return path
+    from importlib import resources
+
+    packaged = Path(str(resources.files("hho_tune.search_spaces").joinpath(f"{text}.yaml")))
+    if packaged.is_file():
+        return packaged
+    raise UsageError(f"{text}: no such search-space file or packaged space")
+
+
+def load_objective_function(spec: str) -> Callable[..., float]:
+    """``module:function`` -> the function; the current directory is importable, like ``python -m``."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--objective must look like module:function, got {spec!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--objective: cannot import module {module_name!r} ({exc})") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise UsageError(f"--objective: {module_name!r} has no callable {attribute!r}")
+    return function
+
+
+def prepare_search(args: argparse.Namespace, *, seed: int) -> tuple[Callable[..., float], Any]:
+    """The objective and its search space, with every input checked before anything is written."""
+    from hho_tune.space import SearchSpace
+
+    space_given = args.space != DEFAULT_SPACE
+    if args.objective:
+        lstm_flags = [flag for flag, value in (("--epochs", args.epochs), ("--train-size", args.train_size),
+                                               ("--data", args.data)) if value is not None]
+        if lstm_flags:
+            raise UsageError(f"{lstm_flags[0]} applies to the LSTM fitness, not to --objective")
+        objective = load_objective_function(args.objective)
+        own_space = getattr(objective, "default_space", None)
+        if own_space is not None and not space_given:
+            return objective, own_space
+        return objective, SearchSpace.load(resolve_space_path(args.space))
+
+    from hho_tune.data import validate_file
+    from hho_tune.objective import DEFAULT_EPOCHS, DEFAULT_TRAIN_SIZE, PARAMETER_NAMES, LstmObjective
+
+    space = SearchSpace.load(resolve_space_path(args.space))
+    space.check_names(PARAMETER_NAMES, objective="the LSTM fitness")
+    if args.data is not None:
+        validate_file(args.data)
+    objective = LstmObjective(
+        epochs=args.epochs or DEFAULT_EPOCHS,
+        train_size=args.train_size or DEFAULT_TRAIN_SIZE,
+        seed=seed,
+        data_path=args.data,
+        threads=args.threads,
+    )
+    return objective, space
+
+
+def optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"tpe_startup": args.tpe_startup} if args.tpe_startup else {}
+
+
+def run_tune(argv: Sequence[str], console: Console) -> int:
+    from hho_tune.api import tune, validate_run_settings
+    from hho_tune.display import ProgressPrinter, format_params, format_seconds, summary_table
+    from hho_tune.results import check_writable
+
+    args = build_tune_parser().parse_args(argv)
+    validate_run_settings(optimizer=args.optimizer, budget=args.budget,
+                          direction=args.direction or "maximize", pop_size=args.pop_size)
+    check_writable(Path(args.out))
+    objective, space = prepare_search(args, seed=args.seed)
+    console.print(f"hho-tune: {args.optimizer}, budget {args.budget}, seed {args.seed}, space {space.source}",
+                  highlight=False)
+    result = tune(
+        objective, space, optimizer=args.optimizer, budget=args.budget, seed=args.seed,
+        direction=args.direction, out=args.out, pop_size=args.pop_size,
+        optimizer_options=optimizer_options(args), max_failures=args.max_failures,
+        listeners=[ProgressPrinter(console)], arguments=vars(args),
+    )
+    outcome = result.outcome
+    direction = args.direction or getattr(objective, "direction", "maximize")
+    console.print(summary_table(outcome.trials, direction, title=f"best of {outcome.evaluations} trials"))
+    failed = sum(1 for t in outcome.trials if not t.ok)
+    console.print(
+        f"{outcome.evaluations} trainings, {outcome.cached} cached, {failed} failed, "
+        f"{format_seconds(outcome.seconds)} wall time; stopped: {outcome.stop_reason}", highlight=False,
+    )
+    if outcome.best is None:
+        console.print("no trial completed", style="red")
+    else:
+        console.print(f"best: {outcome.best.value:.4f}  {format_params(outcome.best.params)}", highlight=False)
+    console.print(f"results: {result.run_dir}", highlight=False)
+    return 0
+
+
+COMMANDS: dict[str, str] = {
+    "tune": "hho_tune.cli:run_tune",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    console = Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False)
+    command = argv[0] if argv and argv[0] in COMMANDS else "tune"
+    if argv and argv[0] == command:
+        argv = argv[1:]
+    module_name, _, function_name = COMMANDS[command].partition(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return handler(argv, console)
+    except UsageError as exc:
+        errors.print(f"hho-tune: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        errors.print("hho-tune: interrupted; finished trials are saved in the run directory", markup=False)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""What a person sees: one progress line per trial, and a summary table at the end.
+
+A listener of the runner, so the core loop holds no display code. Lines (not a live
+widget) so that logs of long runs read the same in a terminal, a file and CI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hho_tune.runner import TrialListener
+from hho_tune.space import Params
+from hho_tune.trial import Trial, ranked
+
+
+def format_params(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{name}={format_value(value)}" for name, value in params.items())
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressPrinter(TrialListener):
+    """``[ 3/30] 0.9512  best 0.9601 (#1)  learning_rate=...  7.1s | 0:37 elapsed, ~5:10 left``."""
+
+    def __init__(self, console: Console, *, label: str = "") -> None:
+        self.console = console
+        self.label = f"{label} " if label else ""
+        self.budget = 0
+        self.started = time.perf_counter()
+        self.cached = 0
+
+    def on_start(self, budget: int) -> None:
+        self.budget = budget
+        self.started = time.perf_counter()
+
+    def on_evaluation_start(self, number: int, params: Params) -> None:
+        if self.console.is_terminal:
+            self.console.print(f"[dim]{self.label}training {number + 1}/{self.budget}: {format_params(params)}[/dim]")
+
+    def on_cached(self, params: Params, value: float | None) -> None:
+        self.cached += 1
+
+    def on_trial(self, trial: Trial, best: Trial | None) -> None:
+        done = trial.number + 1
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / done * (self.budget - done)
+        value = f"{trial.value:.4f}" if trial.ok else "[red]FAILED[/red]"
+        best_text = f"best {best.value:.4f} (#{best.number})" if best is not None else "best -"
+        width = len(str(self.budget))
+        line = (
+            f"{self.label}[{done:>{width}}/{self.budget}] {value}  {best_text}  {format_params(trial.params)}  "
+            f"{trial.duration:.1f}s | {format_seconds(elapsed)} elapsed, ~{format_seconds(left)} left"
+        )
+        if self.cached:
+            line += f", {self.cached} cached"
+        self.console.print(line, highlight=False)
+        if not trial.ok:
+            self.console.print(f"    [red]{trial.error}[/red]", highlight=False)
+
+
+def summary_table(trials: Sequence[Trial], direction: str, *, top: int = 5, title: str = "") -> Table:
+    """The best ``top`` trials, best first."""
+    best = [t for t in ranked(list(trials), direction) if t.ok][:top]
+    names = list(best[0].params) if best else []
+    table = Table(title=title or None)
+    table.add_column("rank", justify="right")
+    table.add_column("trial", justify="right")
+    table.add_column("value", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("seconds", justify="right")
+    for rank, trial in enumerate(best, start=1):
+        table.add_row(
+            str(rank), str(trial.number), f"{trial.value:.4f}",
+            *[format_value(trial.params[name]) for name in names], f"{trial.duration:.1f}",
+        )
+    return table

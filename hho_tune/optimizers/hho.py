@@ -1,0 +1,123 @@
+"""Harris Hawks Optimization: the paper's algorithm (``hho``) and mealpy's as it is (``hho-mealpy``).
+
+``hho`` follows Heidari et al. 2019 (FGCS 97:849-872) where mealpy's ``OriginalHHO`` departs
+from it, and changes nothing else:
+
+- X_m, the hawks' mean position (Eq. 2 and the hard besiege with rapid dives, Eq. 11), is the
+  per-dimension mean of the population; mealpy averages every coordinate of every hawk into
+  one scalar.
+- The rapid dive Z = Y + S x LF(D) (Eq. 8) uses a random vector S in [0, 1]^D and a Levy step
+  drawn per dimension; mealpy draws S in [lb, ub] (the same thing on our unit cube) and one
+  scalar Levy step shared by all dimensions.
+- Z is evaluated only when Y did not improve on the hawk (Eq. 10 reads "Y if F(Y) better, else
+  Z if F(Z) better"); mealpy evaluates both. Hawks whose dive already has a score are not
+  evaluated a second time. Both save budget and change no position.
+
+The escaping energy E = 2 E0 (1 - t/T) decays over mealpy's ``epoch`` T, so T is sized from the
+budget: see :func:`epochs_for_budget`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from mealpy.swarm_based.HHO import OriginalHHO
+
+from hho_tune.optimizers.base import OptimizerSettings, register
+from hho_tune.optimizers.mealpy_bridge import MealpyAskTell
+
+DEFAULT_POP_SIZE = 5  # mealpy's minimum; leaves 25 of 30 evaluations for about 5 generations
+MEALPY_MAX_EPOCH = 100_000  # mealpy refuses more
+# New configurations per hawk per generation, measured over whole runs with the runner's
+# cache on the default space (bench/hho_epoch_calibration.py): rapid dives cost 1 or 2
+# points, exploration 1, and mealpy's re-evaluation of known positions is free.
+PAPER_EVALUATIONS_PER_HAWK = 0.85
+MEALPY_EVALUATIONS_PER_HAWK = 1.15
+
+
+def epochs_for_budget(budget: int, pop_size: int, evaluations_per_hawk: float) -> int:
+    """mealpy's ``epoch`` T so that the escaping energy E = 2 E0 (1 - t/T) decays over the real run.
+
+    Rounded up: the budget tends to end just before t = T, never long after it; a run that
+    finishes its T generations early is restarted by the bridge.
+    """
+    after_initial_population = max(budget - pop_size, 1)
+    epochs = math.ceil(after_initial_population / (evaluations_per_hawk * pop_size))
+    return min(max(1, epochs), MEALPY_MAX_EPOCH)
+
+
+class PaperHHO(OriginalHHO):
+    """mealpy's OriginalHHO with the mean position and the rapid dive of the paper."""
+
+    def mean_position(self) -> np.ndarray:
+        """X_m(t) = (1/N) sum_i X_i(t), per dimension (Eq. 2)."""
+        return np.mean([agent.solution for agent in self.pop], axis=0)
+
+    def dive_step(self) -> np.ndarray:
+        """S x LF(D): a random vector in [0, 1]^D times a D-dimensional Levy step (Eq. 8-9)."""
+        dims = self.problem.n_dims
+        levy = self.get_levy_flight_step(beta=1.5, multiplier=0.01, size=dims, case=-1)
+        return self.generator.uniform(0.0, 1.0, dims) * levy
+
+    def evolve(self, epoch: int) -> None:
+        """mealpy's evolve, line for line, but for :meth:`mean_position` and :meth:`dive_step`."""
+        pop_new = []
+        for idx in range(0, self.pop_size):
+            E0 = 2 * self.generator.uniform() - 1
+            E = 2 * E0 * (1.0 - epoch * 1.0 / self.epoch)
+            J = 2 * (1 - self.generator.uniform())
+            if np.abs(E) >= 1:  # exploration, Eq. (1)
+                if self.generator.random() >= 0.5:
+                    X_rand = self.pop[self.generator.integers(0, self.pop_size)].solution.copy()
+                    r1, r2 = self.generator.uniform(), self.generator.uniform()
+                    pos_new = X_rand - r1 * np.abs(X_rand - 2 * r2 * self.pop[idx].solution)
+                else:
+                    pos_new = (self.g_best.solution - self.mean_position()) - self.generator.uniform() * \
+                              (self.problem.lb + self.generator.uniform() * (self.problem.ub - self.problem.lb))
+                pop_new.append(self.generate_empty_agent(self.correct_solution(pos_new)))
+            elif self.generator.random() >= 0.5:  # besiege without dives, Eq. (4) and (6)
+                delta_X = self.g_best.solution - self.pop[idx].solution
+                if np.abs(E) >= 0.5:
+                    pos_new = delta_X - E * np.abs(J * self.g_best.solution - self.pop[idx].solution)
+                else:
+                    pos_new = self.g_best.solution - E * np.abs(delta_X)
+                pop_new.append(self.generate_empty_agent(self.correct_solution(pos_new)))
+            else:  # besiege with progressive rapid dives, Eq. (7)-(11)
+                if np.abs(E) >= 0.5:
+                    Y = self.g_best.solution - E * np.abs(J * self.g_best.solution - self.pop[idx].solution)
+                else:
+                    Y = self.g_best.solution - E * np.abs(J * self.g_best.solution - self.mean_position())
+                pos_Y = self.correct_solution(Y)
+                target_Y = self.get_target(pos_Y)
+                if self.compare_target(target_Y, self.pop[idx].target, self.problem.minmax):
+                    agent = self.generate_empty_agent(pos_Y)
+                    agent.target = target_Y
+                    pop_new.append(agent)
+                    continue
+                pos_Z = self.correct_solution(Y + self.dive_step())
+                target_Z = self.get_target(pos_Z)
+                if self.compare_target(target_Z, self.pop[idx].target, self.problem.minmax):
+                    agent = self.generate_empty_agent(pos_Z)
+                    agent.target = target_Z
+                    pop_new.append(agent)
+                    continue
+                pop_new.append(self.pop[idx].copy())
+        for agent in pop_new:
+            if agent.target is None:  # dives already know their score: no second evaluation
+                agent.target = self.get_target(agent.solution)
+        self.pop = self.greedy_selection_population(self.pop, pop_new, self.problem.minmax)
+
+
+def _hho_factory(model_class: type[OriginalHHO], evaluations_per_hawk: float) -> Any:
+    def factory(name: str, settings: OptimizerSettings) -> MealpyAskTell:
+        pop_size = settings.pop_size or DEFAULT_POP_SIZE
+        epoch = epochs_for_budget(settings.budget, pop_size, evaluations_per_hawk)
+        return MealpyAskTell(name, lambda: model_class(epoch=epoch, pop_size=pop_size), settings)
+
+    return factory
+
+
+register("hho", _hho_factory(PaperHHO, PAPER_EVALUATIONS_PER_HAWK))
+register("hho-mealpy", _hho_factory(OriginalHHO, MEALPY_EVALUATIONS_PER_HAWK))

@@ -1,0 +1,58 @@
+"""The record that crosses from the runner to the result files: one evaluation, frozen."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from hho_tune.space import Params
+
+
+class TrialState(str, Enum):
+    """Optuna's names, so trials.csv reads like ``study.trials_dataframe()``."""
+
+    COMPLETE = "COMPLETE"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class Trial:
+    number: int
+    params: Params
+    value: float | None
+    state: TrialState
+    datetime_start: datetime
+    datetime_complete: datetime
+    error: str = ""
+    user_attrs: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return (self.datetime_complete - self.datetime_start).total_seconds()
+
+    @property
+    def ok(self) -> bool:
+        return self.state is TrialState.COMPLETE and self.value is not None and math.isfinite(self.value)
+
+
+def better(a: float, b: float, direction: str) -> bool:
+    """Is value a strictly better than b?"""
+    return a > b if direction == "maximize" else a < b
+
+
+def best_trial(trials: list[Trial] | tuple[Trial, ...], direction: str) -> Trial | None:
+    """The best completed trial; a failed trial can never win. Ties go to the earliest."""
+    best: Trial | None = None
+    for trial in trials:
+        if trial.ok and (best is None or better(trial.value, best.value, direction)):
+            best = trial
+    return best
+
+
+def ranked(trials: list[Trial] | tuple[Trial, ...], direction: str) -> list[Trial]:
+    """Completed trials best first (ties by trial number), then the failed ones."""
+    sign = -1.0 if direction == "maximize" else 1.0
+    done = sorted((t for t in trials if t.ok), key=lambda t: (sign * t.value, t.number))
+    return done + [t for t in trials if not t.ok]
