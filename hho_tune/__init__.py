@@ -1,6 +1,6 @@
 """hho-tune: tune hyperparameters with Harris Hawks Optimization, held honestly against TPE."""
 
-from hho_tune.api import TuneResult, tune
+from hho_tune.api import TuneResult, resume, tune
 from hho_tune.space import Param, SearchSpace
 
-__all__ = ["Param", "SearchSpace", "TuneResult", "tune"]
+__all__ = ["Param", "SearchSpace", "TuneResult", "resume", "tune"]

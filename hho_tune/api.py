@@ -1,4 +1,4 @@
-"""``hho_tune.tune``: the Python entry point; the CLI is a thin layer over it.
+"""``hho_tune.tune`` and ``hho_tune.resume``: the Python entry points; the CLI is a thin layer over them.
 
 Any callable from a params dict to a float can be tuned, so the optimizers serve other
 models too::
@@ -11,19 +11,23 @@ models too::
 
 from __future__ import annotations
 
+import json
 import platform
-import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from hho_tune.errors import UsageError
+from hho_tune.ledger import StudyLedger, default_storage_url
 from hho_tune.optimizers.base import OptimizerSettings, check_name, make
 from hho_tune.results import (
     RUN_FILE,
     RunFiles,
+    RunLock,
+    load_trials,
+    make_named_run_dir,
     new_run_dir,
     params_json,
     record_in_global_leaderboard,
@@ -34,8 +38,34 @@ from hho_tune.runner import DEFAULT_MAX_FAILURES, RunOutcome, TrialListener, run
 from hho_tune.space import SearchSpace
 from hho_tune.trial import Trial
 
+Objective = Callable[[Mapping[str, Any]], float]
 DIRECTIONS = ("maximize", "minimize")
+RESUMABLE = ("running", "interrupted", "stopped")
 _VERSIONED_PACKAGES = ("hho-tune", "numpy", "mealpy", "optuna", "pandas", "tensorflow", "keras")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What defines a run; stored in run.json so a resume continues with exactly these."""
+
+    optimizer: str
+    budget: int
+    seed: int
+    direction: str
+    pop_size: int | None = None
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    max_failures: int = DEFAULT_MAX_FAILURES
+
+    def validate(self) -> None:
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise UsageError(f"--budget must be a positive whole number, got {self.budget}")
+        if self.direction not in DIRECTIONS:
+            raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+        if self.pop_size is not None and self.pop_size < 5:
+            raise UsageError(f"--pop-size must be at least 5 (mealpy's minimum), got {self.pop_size}")
+        if self.max_failures < 1:
+            raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        check_name(self.optimizer)
 
 
 @dataclass(frozen=True)
@@ -52,8 +82,17 @@ class TuneResult:
         return self.outcome.trials
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a run: everything finished is on disk; ``run_dir`` can be resumed."""
+
+    def __init__(self, run_dir: Path, finished: int) -> None:
+        super().__init__(f"{run_dir}: interrupted after {finished} finished trials")
+        self.run_dir = run_dir
+        self.finished = finished
+
+
 def tune(
-    objective: Callable[[Mapping[str, Any]], float],
+    objective: Objective,
     space: SearchSpace,
     *,
     optimizer: str = "hho",
@@ -66,84 +105,184 @@ def tune(
     max_failures: int = DEFAULT_MAX_FAILURES,
     listeners: Iterable[TrialListener] = (),
     arguments: Mapping[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    storage: str | None = None,
 ) -> TuneResult:
     """Search ``space`` with ``optimizer`` for exactly ``budget`` evaluations of ``objective``.
 
     ``direction`` defaults to the objective's own ``direction`` attribute, else "maximize".
-    Results go to a new directory under ``out``; its best joins ``out/leaderboard.csv``.
+    Results go to a new directory under ``out`` (or exactly ``run_dir``, which must not exist
+    yet: comparisons name their runs); the best joins ``out/leaderboard.csv``. Every trial is
+    also recorded in an Optuna study: ``study.db`` in the run directory, or ``storage``.
     """
-    direction = direction or getattr(objective, "direction", "maximize")
-    validate_run_settings(optimizer=optimizer, budget=budget, direction=direction, pop_size=pop_size)
-    settings = OptimizerSettings(
-        space=space, seed=seed, budget=budget, pop_size=pop_size, options=dict(optimizer_options or {})
+    settings = RunSettings(
+        optimizer=optimizer, budget=budget, seed=seed,
+        direction=direction or getattr(objective, "direction", "maximize"),
+        pop_size=pop_size, optimizer_options=dict(optimizer_options or {}), max_failures=max_failures,
     )
-    search = make(optimizer, settings)
+    settings.validate()
     root = Path(out)
-    run_dir = new_run_dir(root, f"{optimizer}-s{seed}")
-    fidelity = _fidelity(objective)
-    context = {"optimizer": optimizer, "seed": seed, **fidelity}
-    files = RunFiles(run_dir, space, direction=direction, context=context)
+    run_dir = new_run_dir(root, f"{optimizer}-s{seed}") if run_dir is None else make_named_run_dir(Path(run_dir))
     document: dict[str, Any] = {
         "run_id": run_dir.name,
         "status": "running",
         "objective": objective_name(objective),
-        "direction": direction,
-        "optimizer": optimizer,
-        "seed": seed,
-        "budget": budget,
-        "pop_size": pop_size,
-        "fidelity": fidelity,
+        **asdict(settings),
+        "fidelity": _fidelity(objective),
         "space": space.to_dict(),
+        "storage": storage or default_storage_url(run_dir),
+        "results_root": str(root),
         "arguments": dict(arguments or {}),
         "versions": package_versions(),
         "timings": {"started": utc_now()},
+        "resumes": [],
     }
     write_json(run_dir / RUN_FILE, document)
+    return _execute(objective, space, settings, run_dir, document, listeners=listeners, history=())
 
-    class _Record(TrialListener):
-        def on_trial(self, trial: Trial, best: Trial | None) -> None:
-            files.append(trial)
 
-    started = time.perf_counter()
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """run.json of a run directory, or a one-line :class:`UsageError` saying why it is not a run."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory")
+    if not path.is_file():
+        raise UsageError(f"{run_dir}: not a hho-tune run directory (no {RUN_FILE})")
     try:
-        outcome = run_loop(
-            objective, space, search, budget=budget, direction=direction,
-            listeners=[_Record(), *listeners], max_failures=max_failures,
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: unreadable run file ({exc})") from None
+    required = ("run_id", "status", "optimizer", "budget", "seed", "direction", "space", "storage")
+    if not isinstance(document, dict) or any(key not in document for key in required):
+        raise UsageError(f"{path}: not a hho-tune run file (missing {', '.join(required)})")
+    return document
+
+
+def run_settings(document: Mapping[str, Any]) -> RunSettings:
+    return RunSettings(
+        optimizer=document["optimizer"], budget=document["budget"], seed=document["seed"],
+        direction=document["direction"], pop_size=document.get("pop_size"),
+        optimizer_options=document.get("optimizer_options") or {},
+        max_failures=document.get("max_failures", DEFAULT_MAX_FAILURES),
+    )
+
+
+def resume(
+    run_dir: str | Path,
+    objective: Objective,
+    *,
+    listeners: Iterable[TrialListener] = (),
+    on_stale: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+) -> TuneResult:
+    """Continue an interrupted or killed run to its original budget with its original settings.
+
+    Recorded trials are not trained again: when the (seeded) optimizer proposes them, their
+    results are replayed. A trial left running by a dead process is marked failed in the study
+    and trained again. ``on_stale`` hears about such trials (the CLI prints them).
+    """
+    run_dir = Path(run_dir)
+    document = read_run(run_dir)
+    if document["status"] not in RESUMABLE:
+        raise UsageError(f"{run_dir}: the run is {document['status']}; only an unfinished run can be resumed")
+    settings = run_settings(document)
+    settings.validate()
+    space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(run_dir)))
+    history = load_trials(run_dir, space)
+    document["resumes"] = [*document.get("resumes", []), {"at": utc_now(), "finished_trials": len(history)}]
+    return _execute(objective, space, settings, run_dir, document, listeners=listeners, history=history,
+                    on_stale=on_stale)
+
+
+def _execute(
+    objective: Objective,
+    space: SearchSpace,
+    settings: RunSettings,
+    run_dir: Path,
+    document: dict[str, Any],
+    *,
+    listeners: Iterable[TrialListener],
+    history: Sequence[Trial],
+    on_stale: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+) -> TuneResult:
+    with RunLock(run_dir):
+        search = make(settings.optimizer, OptimizerSettings(
+            space=space, seed=settings.seed, budget=settings.budget, pop_size=settings.pop_size,
+            options=dict(settings.optimizer_options),
+        ))
+        fidelity = document.get("fidelity") or {}
+        files = RunFiles(run_dir, space, direction=settings.direction,
+                         context={"optimizer": settings.optimizer, "seed": settings.seed, **fidelity}, history=history)
+        ledger = StudyLedger(
+            document["storage"], document["run_id"], space, direction=settings.direction,
+            attributes={"optimizer": settings.optimizer, "seed": settings.seed, **fidelity},
+            create=not history and not document.get("resumes"),
         )
-    except KeyboardInterrupt:
-        document["status"] = "interrupted"
-        document["timings"].update(finished=utc_now(), seconds=round(time.perf_counter() - started, 3))
-        document["evaluations"] = len(files.trials)
+        stale = ledger.fail_stale_trials()
+        ledger.add_missing(list(history))
+        if stale and on_stale is not None:
+            on_stale(stale)
+        document["status"] = "running"
         write_json(run_dir / RUN_FILE, document)
-        raise
-    document.update(_summary(outcome))
+
+        class _Record(TrialListener):
+            def on_trial(self, trial: Trial, best: Trial | None) -> None:
+                files.append(trial)
+
+        try:
+            outcome = run_loop(
+                objective, space, search, budget=settings.budget, direction=settings.direction,
+                listeners=[_Record(), ledger, *listeners], max_failures=settings.max_failures, history=history,
+            )
+        except KeyboardInterrupt:
+            document["status"] = "interrupted"
+            document["evaluations"] = len(files.trials)
+            document["timings"]["interrupted"] = utc_now()
+            write_json(run_dir / RUN_FILE, document)
+            raise RunInterrupted(run_dir, len(files.trials)) from None
+        _finish(document, outcome, run_dir)
+    if outcome.best is not None:
+        _record_best(document, outcome, run_dir, space)
+    return TuneResult(run_dir=run_dir, outcome=outcome)
+
+
+def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> None:
+    complete = outcome.evaluations >= document["budget"]
+    best = outcome.best
+    document.update({
+        "status": "finished" if complete or "known configurations" in outcome.stop_reason else "stopped",
+        "stop_reason": outcome.stop_reason,
+        "evaluations": outcome.evaluations,
+        "cached": outcome.cached,
+        "replayed": outcome.replayed,
+        "failed": sum(1 for t in outcome.trials if not t.ok),
+        "optimizer_details": outcome.optimizer,
+        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
+    })
     document["timings"].update(
         finished=utc_now(),
         seconds=round(outcome.seconds, 3),
         mean_trial_seconds=round(sum(t.duration for t in outcome.trials) / max(len(outcome.trials), 1), 3),
     )
     write_json(run_dir / RUN_FILE, document)
-    if outcome.best is not None:
-        record_in_global_leaderboard(root, {
-            "run_id": run_dir.name, "value": repr(outcome.best.value), "direction": direction,
-            "objective": document["objective"], "optimizer": optimizer, "seed": seed, "budget": budget,
-            "evaluations": outcome.evaluations, "epochs": fidelity.get("epochs", ""),
-            "train_size": fidelity.get("train_size", ""), "space": space.source,
-            "params": params_json(outcome.best.params), "finished": document["timings"]["finished"],
-            "run_dir": str(run_dir),
-        })
-    return TuneResult(run_dir=run_dir, outcome=outcome)
+
+
+def _record_best(document: Mapping[str, Any], outcome: RunOutcome, run_dir: Path, space: SearchSpace) -> None:
+    fidelity = document.get("fidelity") or {}
+    root = Path(document.get("results_root") or run_dir.parent)
+    record_in_global_leaderboard(root, {
+        "run_id": run_dir.name, "value": repr(outcome.best.value), "direction": document["direction"],
+        "objective": document["objective"], "optimizer": document["optimizer"], "seed": document["seed"],
+        "budget": document["budget"], "evaluations": outcome.evaluations, "epochs": fidelity.get("epochs", ""),
+        "train_size": fidelity.get("train_size", ""), "space": space.source,
+        "params": params_json(outcome.best.params), "finished": document["timings"]["finished"],
+        "run_dir": str(run_dir),
+    })
 
 
 def validate_run_settings(*, optimizer: str, budget: int, direction: str, pop_size: int | None) -> None:
-    """The checks that must pass before a run directory is made."""
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise UsageError(f"--budget must be a positive whole number, got {budget}")
-    if direction not in DIRECTIONS:
-        raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    if pop_size is not None and pop_size < 5:
-        raise UsageError(f"--pop-size must be at least 5 (mealpy's minimum), got {pop_size}")
-    check_name(optimizer)
+    """The checks that must pass before a run directory is made (for the CLI's early exit)."""
+    RunSettings(optimizer=optimizer, budget=budget, seed=0, direction=direction, pop_size=pop_size).validate()
 
 
 def objective_name(objective: Any) -> str:
@@ -168,16 +307,3 @@ def package_versions() -> dict[str, str]:
 def _fidelity(objective: Any) -> dict[str, Any]:
     fidelity = getattr(objective, "fidelity", None)
     return dict(fidelity()) if callable(fidelity) else {}
-
-
-def _summary(outcome: RunOutcome) -> dict[str, Any]:
-    best = outcome.best
-    return {
-        "status": "finished",
-        "stop_reason": outcome.stop_reason,
-        "evaluations": outcome.evaluations,
-        "cached": outcome.cached,
-        "failed": sum(1 for t in outcome.trials if not t.ok),
-        "optimizer_details": outcome.optimizer,
-        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
-    }

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from hho_tune.errors import UsageError
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_SPACE = "lstm_mnist"
@@ -80,7 +82,18 @@ def build_tune_parser() -> argparse.ArgumentParser:
     parser.add_argument("--optimizer", default="hho",
                         help="hho, hho-mealpy, tpe, random, mealpy:MODULE.CLASS or optuna:SAMPLER (default hho)")
     parser.add_argument("--seed", type=_int, default=0, help="seed of the optimizer and of every training (default 0)")
+    parser.add_argument("--storage", default=None,
+                        help="Optuna storage URL for the run's study (default: sqlite study.db in the run directory)")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue an interrupted run to its original budget with its original settings")
     return parser
+
+
+def explicit_arguments(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
+    """Only the flags the user typed (defaults left out), to check them against a resumed run."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
 
 
 def resolve_space_path(text: str) -> Path:
@@ -152,25 +165,75 @@ def optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_tune(argv: Sequence[str], console: Console) -> int:
     from hho_tune.api import tune, validate_run_settings
-    from hho_tune.display import ProgressPrinter, format_params, format_seconds, summary_table
+    from hho_tune.display import ProgressPrinter
     from hho_tune.results import check_writable
 
     args = build_tune_parser().parse_args(argv)
+    if args.resume:
+        return run_resume(args, explicit_arguments(build_tune_parser(), argv), console)
     validate_run_settings(optimizer=args.optimizer, budget=args.budget,
                           direction=args.direction or "maximize", pop_size=args.pop_size)
     check_writable(Path(args.out))
     objective, space = prepare_search(args, seed=args.seed)
     console.print(f"hho-tune: {args.optimizer}, budget {args.budget}, seed {args.seed}, space {space.source}",
                   highlight=False)
+    arguments = {key: value for key, value in vars(args).items() if key != "resume"}
     result = tune(
         objective, space, optimizer=args.optimizer, budget=args.budget, seed=args.seed,
         direction=args.direction, out=args.out, pop_size=args.pop_size,
         optimizer_options=optimizer_options(args), max_failures=args.max_failures,
-        listeners=[ProgressPrinter(console)], arguments=vars(args),
+        listeners=[ProgressPrinter(console)], arguments=arguments, storage=args.storage,
     )
+    return report(result, console)
+
+
+# Flags that may accompany --resume only with the value the run was started with.
+_RUN_DEFINING_FLAGS = ("budget", "optimizer", "seed", "space", "out", "epochs", "train_size", "data", "objective",
+                       "direction", "pop_size", "tpe_startup", "max_failures", "storage")
+
+
+def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Console) -> int:
+    """``hho-tune --resume RUN_DIR``: the run's own settings; a typed flag must agree with them."""
+    from hho_tune.api import read_run, resume
+    from hho_tune.display import ProgressPrinter, format_params
+
+    run_dir = Path(args.resume)
+    document = read_run(run_dir)
+    stored = document.get("arguments") or {}
+    for flag in _RUN_DEFINING_FLAGS:
+        if flag in typed and typed[flag] != stored.get(flag):
+            raise UsageError(
+                f"--resume {run_dir}: --{flag.replace('_', '-')} {typed[flag]} contradicts the run's "
+                f"{stored.get(flag)!r}; leave it out to continue with the run's settings"
+            )
+    if document["status"] == "finished":
+        console.print(f"{run_dir}: already finished ({document.get('evaluations')} trials); nothing to resume")
+        return 0
+    original = argparse.Namespace(**{**vars(build_tune_parser().parse_args([])), **stored,
+                                     "threads": args.threads})
+    objective, _ = prepare_search(original, seed=document["seed"])
+
+    def tell_stale(stale: Sequence[Mapping[str, Any]]) -> None:
+        for item in stale:
+            console.print(f"trial {item['number']} ({format_params(item['params'])}) was left running by a process "
+                          "that died: marked failed (interrupted) in the study, it will be trained again",
+                          highlight=False)
+
+    console.print(f"hho-tune: resuming {run_dir} ({document['optimizer']}, budget {document['budget']}, "
+                  f"seed {document['seed']})", highlight=False)
+    result = resume(run_dir, objective, listeners=[ProgressPrinter(console)], on_stale=tell_stale)
+    console.print(f"replayed {result.outcome.replayed} recorded trials without training", highlight=False)
+    return report(result, console)
+
+
+def report(result: Any, console: Console) -> int:
+    """The summary after a run; exit 1 when the run stopped on failures before its budget."""
+    from hho_tune.api import read_run
+    from hho_tune.display import format_params, format_seconds, summary_table
+
     outcome = result.outcome
-    direction = args.direction or getattr(objective, "direction", "maximize")
-    console.print(summary_table(outcome.trials, direction, title=f"best of {outcome.evaluations} trials"))
+    document = read_run(result.run_dir)
+    console.print(summary_table(outcome.trials, document["direction"], title=f"best of {outcome.evaluations} trials"))
     failed = sum(1 for t in outcome.trials if not t.ok)
     console.print(
         f"{outcome.evaluations} trainings, {outcome.cached} cached, {failed} failed, "
@@ -181,11 +244,21 @@ def run_tune(argv: Sequence[str], console: Console) -> int:
     else:
         console.print(f"best: {outcome.best.value:.4f}  {format_params(outcome.best.params)}", highlight=False)
     console.print(f"results: {result.run_dir}", highlight=False)
+    if document["status"] == "stopped":
+        Console(stderr=True).print(
+            f"hho-tune: stopped before the budget: {outcome.stop_reason}. Everything is kept; "
+            f"fix the cause and continue with: hho-tune --resume {result.run_dir}", markup=False, highlight=False,
+        )
+        return EXIT_FAILED
     return 0
 
 
+# Each command lives in its own module and is imported only when it runs.
 COMMANDS: dict[str, str] = {
     "tune": "hho_tune.cli:run_tune",
+    "compare": "hho_tune.compare:run_compare_command",
+    "export": "hho_tune.export:run_export_command",
+    "train": "hho_tune.final:run_train_command",
 }
 
 
@@ -198,14 +271,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = argv[1:]
     module_name, _, function_name = COMMANDS[command].partition(":")
     handler = getattr(importlib.import_module(module_name), function_name)
+    previous_sigterm = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return handler(argv, console)
     except UsageError as exc:
         errors.print(f"hho-tune: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        errors.print("hho-tune: interrupted; finished trials are saved in the run directory", markup=False)
+    except KeyboardInterrupt as exc:
+        run_dir = getattr(exc, "run_dir", None)
+        if run_dir is None:
+            errors.print("hho-tune: interrupted", markup=False)
+        else:
+            errors.print(f"hho-tune: interrupted; {exc.finished} finished trials are kept in {run_dir} "
+                         f"(the one in flight is recorded as failed). Resume with: hho-tune --resume {run_dir}",
+                         markup=False, highlight=False, soft_wrap=True)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM (a plain ``kill``) stops a run the way Ctrl-C does: cleanly, resumable."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 from hho_tune.errors import UsageError
 from hho_tune.space import SearchSpace
-from hho_tune.trial import Trial, ranked
+from hho_tune.trial import Trial, TrialState, ranked
 
 TRIALS_FILE = "trials.csv"
 LEADERBOARD_FILE = "leaderboard.csv"
@@ -81,6 +81,19 @@ def new_run_dir(root: Path, label: str) -> Path:
     raise UsageError(f"{root}: too many runs named {base}")
 
 
+def make_named_run_dir(run_dir: Path) -> Path:
+    """Create exactly ``run_dir`` (its parents too); refuse one that already exists."""
+    check_writable(run_dir.parent)
+    try:
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()
+    except FileExistsError:
+        raise UsageError(f"{run_dir}: run directory already exists") from None
+    except OSError as exc:
+        raise UsageError(f"{run_dir}: cannot create run directory ({exc.strerror})") from None
+    return run_dir
+
+
 class RunFiles:
     """Writes one run's files as the run goes; a listener of the runner."""
 
@@ -91,15 +104,24 @@ class RunFiles:
         *,
         direction: str,
         context: Mapping[str, Any],
+        history: Sequence[Trial] = (),
     ) -> None:
+        """Start trials.csv, or (resuming) rewrite it from ``history``, the trials parsed back from it.
+
+        The rewrite is atomic and drops a row that a kill left half-written.
+        """
         self.run_dir = run_dir
         self.space = space
         self.direction = direction
         self.context = dict(context)  # optimizer, seed, epochs, train_size: repeated on every row
         self.columns = trial_columns(space)
-        self.trials: list[Trial] = []
-        with open(self.trials_path, "w", newline="", encoding="utf-8") as handle:
-            csv.writer(handle).writerow(self.columns)
+        self.trials: list[Trial] = list(history)
+        with atomic_write(self.trials_path) as handle:
+            writer = csv.DictWriter(handle, self.columns)
+            writer.writeheader()
+            writer.writerows(self._row(t) for t in self.trials)
+        if self.trials:
+            self.write_leaderboard()
 
     @property
     def trials_path(self) -> Path:
@@ -134,6 +156,65 @@ class RunFiles:
         row.update({f"params_{name}": trial.params.get(name, "") for name in self.space.names})
         row.update({key: self.context.get(key, "") for key in ("optimizer", "seed", "epochs", "train_size")})
         return row
+
+
+def load_trials(run_dir: Path, space: SearchSpace) -> list[Trial]:
+    """trials.csv parsed back into trials (for resume); a half-written last row is dropped."""
+    path = run_dir / TRIALS_FILE
+    if not path.exists():
+        return []
+    trials: list[Trial] = []
+    for row in _read_rows(path):
+        try:
+            trials.append(_trial_from_row(row, space))
+        except (KeyError, ValueError, TypeError):
+            break  # only the row being written when the process died can be incomplete
+    return [t for i, t in enumerate(trials) if t.number == i]
+
+
+def _trial_from_row(row: Mapping[str, str], space: SearchSpace) -> Trial:
+    params = {
+        p.name: int(row[f"params_{p.name}"]) if p.kind == "int" else float(row[f"params_{p.name}"])
+        for p in space.params
+    }
+    state = TrialState(row["state"])
+    value = float(row["value"]) if row["value"] else None
+    if state is TrialState.COMPLETE and value is None:
+        raise ValueError("a completed trial without a value")
+    return Trial(
+        number=int(row["number"]),
+        params=params,
+        value=value,
+        state=state,
+        datetime_start=datetime.fromisoformat(row["datetime_start"]),
+        datetime_complete=datetime.fromisoformat(row["datetime_complete"]),
+        error=row.get("error") or "",
+    )
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while a process works in it.
+
+    The kernel drops it when the process dies, however it dies, so a resume can tell a run
+    that is still going from one whose process was killed.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".run.lock"
+        self._handle: Any = None
+
+    def __enter__(self) -> RunLock:
+        self._handle = open(self.path, "a")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise UsageError(f"{self.path.parent}: another hho-tune process is working in this run") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._handle, fcntl.LOCK_UN)
+        self._handle.close()
 
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -40,11 +40,15 @@ class TrialListener:
     def on_cached(self, params: Params, value: float | None) -> None:
         """The optimizer proposed a known configuration; no training happened."""
 
+    def on_interrupted(self, number: int, params: Params, reason: str) -> None:
+        """The training in flight was interrupted (Ctrl-C); the exception propagates after this."""
+
 
 @dataclass(frozen=True)
 class RunOutcome:
     trials: tuple[Trial, ...]
     cached: int
+    replayed: int
     best: Trial | None
     stop_reason: str
     seconds: float
@@ -65,13 +69,21 @@ def run_loop(
     listeners: Iterable[TrialListener] = (),
     max_failures: int = DEFAULT_MAX_FAILURES,
     max_cached_in_a_row: int = DEFAULT_MAX_CACHED_IN_A_ROW,
+    history: Sequence[Trial] = (),
 ) -> RunOutcome:
-    """Evaluate exactly ``budget`` new configurations unless the optimizer gives up first."""
+    """Evaluate exactly ``budget`` configurations unless the optimizer gives up first.
+
+    ``history`` holds the trials of an interrupted run being resumed: they count toward the
+    budget, and when the optimizer proposes one of them again its recorded result is replayed
+    without training. A seeded optimizer re-proposes them in the same order, so the resumed
+    run continues where the first one stopped.
+    """
     listeners = list(listeners)
     started = time.perf_counter()
-    trials: list[Trial] = []
+    trials: list[Trial] = list(history)
+    ledger = {space.key(t.params): t for t in history}
     cache: dict[tuple, float | None] = {}
-    cached = cached_in_a_row = failures_in_a_row = 0
+    cached = replayed = cached_in_a_row = failures_in_a_row = 0
     stop_reason = "budget spent"
     for listener in listeners:
         listener.on_start(budget)
@@ -82,6 +94,11 @@ def run_loop(
                 stop_reason = "the optimizer has nothing more to propose"
                 break
             key = space.key(suggestion.params)
+            if key not in cache and key in ledger:
+                replayed += 1
+                cache[key] = ledger[key].value if ledger[key].ok else None
+                optimizer.tell(suggestion, _score(cache[key], direction))
+                continue
             if key in cache:
                 cached += 1
                 cached_in_a_row += 1
@@ -98,7 +115,12 @@ def run_loop(
             number = len(trials)
             for listener in listeners:
                 listener.on_evaluation_start(number, suggestion.params)
-            trial = evaluate(objective, space, suggestion.params, number=number)
+            try:
+                trial = evaluate(objective, space, suggestion.params, number=number)
+            except KeyboardInterrupt:
+                for listener in listeners:
+                    listener.on_interrupted(number, suggestion.params, "interrupted by the user (Ctrl-C)")
+                raise
             trials.append(trial)
             cache[key] = trial.value if trial.ok else None
             best = best_trial(trials, direction)
@@ -114,6 +136,7 @@ def run_loop(
     return RunOutcome(
         trials=tuple(trials),
         cached=cached,
+        replayed=replayed,
         best=best_trial(trials, direction),
         stop_reason=stop_reason,
         seconds=time.perf_counter() - started,

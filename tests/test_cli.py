@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from hho_tune.results import read_trials
@@ -95,9 +96,13 @@ def test_bad_space_and_data_files_exit_2_and_write_nothing(tmp_path: Path) -> No
     (tmp_path / "bad.yaml").write_text("parameters: {learning_rate: {type: float, low: 1, high: 0.1}}")
     (tmp_path / "unknown.yaml").write_text("parameters: {dropout: {type: float, low: 0, high: 0.5}}")
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.savez(tmp_path / "layout.npz", x_train=np.zeros((6000, 784), np.uint8), y_train=np.zeros(6000, np.uint8))
     for args, expected in [(["--space", "bad.yaml"], "'learning_rate': low (1) must be below high"),
                            (["--space", "unknown.yaml"], "unknown parameter 'dropout'"),
-                           (["--data", "bad.npz"], "not a readable .npz")]:
+                           (["--data", "bad.npz"], "not a readable .npz"),
+                           (["--data", "empty.npz"], "not a readable .npz"),
+                           (["--data", "layout.npz"], "x_train has shape (6000, 784); expected (n, 28, 28)")]:
         result = hho_tune(*args, cwd=tmp_path)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
