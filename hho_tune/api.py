@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from hho_tune.errors import UsageError
+from hho_tune.executors import make_executor
 from hho_tune.ledger import StudyLedger, default_storage_url
-from hho_tune.optimizers.base import OptimizerSettings, check_name, make
+from hho_tune.optimizers.base import Optimizer, OptimizerSettings, check_name, make
 from hho_tune.results import (
     RUN_FILE,
     RunFiles,
@@ -107,13 +109,18 @@ def tune(
     arguments: Mapping[str, Any] | None = None,
     run_dir: str | Path | None = None,
     storage: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads_per_worker: int | None = None,
 ) -> TuneResult:
     """Search ``space`` with ``optimizer`` for exactly ``budget`` evaluations of ``objective``.
 
     ``direction`` defaults to the objective's own ``direction`` attribute, else "maximize".
     Results go to a new directory under ``out`` (or exactly ``run_dir``, which must not exist
     yet: comparisons name their runs); the best joins ``out/leaderboard.csv``. Every trial is
-    also recorded in an Optuna study: ``study.db`` in the run directory, or ``storage``.
+    also recorded in an Optuna study: ``study.journal`` in the run directory, or ``storage``.
+    ``workers`` > 1 trains that many configurations at once on a Dask LocalCluster;
+    ``scheduler`` uses an existing Dask cluster instead.
     """
     settings = RunSettings(
         optimizer=optimizer, budget=budget, seed=seed,
@@ -121,8 +128,19 @@ def tune(
         pop_size=pop_size, optimizer_options=dict(optimizer_options or {}), max_failures=max_failures,
     )
     settings.validate()
+    _check_parallel(workers, scheduler)
+    search = _make_optimizer(settings, space)  # a bad mealpy:/optuna: name fails before any file
     root = Path(out)
-    run_dir = new_run_dir(root, f"{optimizer}-s{seed}") if run_dir is None else make_named_run_dir(Path(run_dir))
+    with _executor(objective, space, workers, scheduler, threads_per_worker) as executor:  # fails before any file
+        run_dir = new_run_dir(root, f"{optimizer}-s{seed}") if run_dir is None else make_named_run_dir(Path(run_dir))
+        return _start(objective, space, settings, search, run_dir, root, executor, listeners=listeners,
+                      arguments=arguments, storage=storage, parallel={"workers": workers, "scheduler": scheduler})
+
+
+def _start(objective: Objective, space: SearchSpace, settings: RunSettings, search: Optimizer, run_dir: Path, root: Path,
+           executor: Any, *,
+           listeners: Iterable[TrialListener], arguments: Mapping[str, Any] | None, storage: str | None,
+           parallel: Mapping[str, Any]) -> TuneResult:
     document: dict[str, Any] = {
         "run_id": run_dir.name,
         "status": "running",
@@ -138,7 +156,8 @@ def tune(
         "resumes": [],
     }
     write_json(run_dir / RUN_FILE, document)
-    return _execute(objective, space, settings, run_dir, document, listeners=listeners, history=())
+    return _execute(objective, space, settings, search, run_dir, document, listeners=listeners, history=(),
+                    parallel=parallel, executor=executor)
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
@@ -174,13 +193,18 @@ def resume(
     *,
     listeners: Iterable[TrialListener] = (),
     on_stale: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads_per_worker: int | None = None,
 ) -> TuneResult:
     """Continue an interrupted or killed run to its original budget with its original settings.
 
     Recorded trials are not trained again: when the (seeded) optimizer proposes them, their
     results are replayed. A trial left running by a dead process is marked failed in the study
-    and trained again. ``on_stale`` hears about such trials (the CLI prints them).
+    and trained again. ``on_stale`` hears about such trials (the CLI prints them). The number
+    of workers may differ from the first attempt's.
     """
+    _check_parallel(workers, scheduler)
     run_dir = Path(run_dir)
     document = read_run(run_dir)
     if document["status"] not in RESUMABLE:
@@ -190,26 +214,27 @@ def resume(
     space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(run_dir)))
     history = load_trials(run_dir, space)
     document["resumes"] = [*document.get("resumes", []), {"at": utc_now(), "finished_trials": len(history)}]
-    return _execute(objective, space, settings, run_dir, document, listeners=listeners, history=history,
-                    on_stale=on_stale)
+    search = _make_optimizer(settings, space)
+    with _executor(objective, space, workers, scheduler, threads_per_worker) as executor:
+        return _execute(objective, space, settings, search, run_dir, document, listeners=listeners, history=history,
+                        on_stale=on_stale, parallel={"workers": workers, "scheduler": scheduler}, executor=executor)
 
 
 def _execute(
     objective: Objective,
     space: SearchSpace,
     settings: RunSettings,
+    search: Optimizer,
     run_dir: Path,
     document: dict[str, Any],
     *,
     listeners: Iterable[TrialListener],
     history: Sequence[Trial],
     on_stale: Callable[[Sequence[dict[str, Any]]], None] | None = None,
+    parallel: Mapping[str, Any],
+    executor: Any,
 ) -> TuneResult:
     with RunLock(run_dir):
-        search = make(settings.optimizer, OptimizerSettings(
-            space=space, seed=settings.seed, budget=settings.budget, pop_size=settings.pop_size,
-            options=dict(settings.optimizer_options),
-        ))
         fidelity = document.get("fidelity") or {}
         files = RunFiles(run_dir, space, direction=settings.direction,
                          context={"optimizer": settings.optimizer, "seed": settings.seed, **fidelity}, history=history)
@@ -223,6 +248,7 @@ def _execute(
         if stale and on_stale is not None:
             on_stale(stale)
         document["status"] = "running"
+        document["parallel"] = dict(parallel)
         write_json(run_dir / RUN_FILE, document)
 
         class _Record(TrialListener):
@@ -233,6 +259,7 @@ def _execute(
             outcome = run_loop(
                 objective, space, search, budget=settings.budget, direction=settings.direction,
                 listeners=[_Record(), ledger, *listeners], max_failures=settings.max_failures, history=history,
+                executor=executor,
             )
         except KeyboardInterrupt:
             document["status"] = "interrupted"
@@ -278,6 +305,31 @@ def _record_best(document: Mapping[str, Any], outcome: RunOutcome, run_dir: Path
         "params": params_json(outcome.best.params), "finished": document["timings"]["finished"],
         "run_dir": str(run_dir),
     })
+
+
+def _make_optimizer(settings: RunSettings, space: SearchSpace) -> Optimizer:
+    return make(settings.optimizer, OptimizerSettings(
+        space=space, seed=settings.seed, budget=settings.budget, pop_size=settings.pop_size,
+        options=dict(settings.optimizer_options),
+    ))
+
+
+@contextmanager
+def _executor(objective: Objective, space: SearchSpace, workers: int | None, scheduler: str | None,
+              threads_per_worker: int | None) -> Iterator[Any]:
+    executor = make_executor(objective, space, workers=workers, scheduler=scheduler,
+                             threads_per_worker=threads_per_worker)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+def _check_parallel(workers: int | None, scheduler: str | None) -> None:
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UsageError(f"--workers must be a positive whole number, got {workers}")
+    if workers is not None and workers > 1 and scheduler is not None:
+        raise UsageError("--workers starts a local cluster and --scheduler uses an existing one: give one of them")
 
 
 def validate_run_settings(*, optimizer: str, budget: int, direction: str, pop_size: int | None) -> None:

@@ -69,7 +69,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failures", type=_positive_int, default=5,
                         help="stop after this many failed trials in a row (default 5)")
     parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="TensorFlow threads (default: all cores)")
+                        help="TensorFlow threads per training (default: all cores, or each worker's share)")
+    parser.add_argument("--workers", type=_positive_int, default=None,
+                        help="train this many configurations at once on a local Dask cluster (default 1: in-process)")
+    parser.add_argument("--scheduler", default=None,
+                        help="address of an existing Dask scheduler (tcp://host:8786) whose workers train instead")
 
 
 def build_tune_parser() -> argparse.ArgumentParser:
@@ -183,6 +187,7 @@ def run_tune(argv: Sequence[str], console: Console) -> int:
         direction=args.direction, out=args.out, pop_size=args.pop_size,
         optimizer_options=optimizer_options(args), max_failures=args.max_failures,
         listeners=[ProgressPrinter(console)], arguments=arguments, storage=args.storage,
+        workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads,
     )
     return report(result, console)
 
@@ -210,7 +215,7 @@ def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Cons
         console.print(f"{run_dir}: already finished ({document.get('evaluations')} trials); nothing to resume")
         return 0
     original = argparse.Namespace(**{**vars(build_tune_parser().parse_args([])), **stored,
-                                     "threads": args.threads})
+                                     "threads": args.threads, "workers": args.workers, "scheduler": args.scheduler})
     objective, _ = prepare_search(original, seed=document["seed"])
 
     def tell_stale(stale: Sequence[Mapping[str, Any]]) -> None:
@@ -221,7 +226,8 @@ def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Cons
 
     console.print(f"hho-tune: resuming {run_dir} ({document['optimizer']}, budget {document['budget']}, "
                   f"seed {document['seed']})", highlight=False)
-    result = resume(run_dir, objective, listeners=[ProgressPrinter(console)], on_stale=tell_stale)
+    result = resume(run_dir, objective, listeners=[ProgressPrinter(console)], on_stale=tell_stale,
+                    workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads)
     console.print(f"replayed {result.outcome.replayed} recorded trials without training", highlight=False)
     return report(result, console)
 

@@ -44,10 +44,14 @@ class ProgressPrinter(TrialListener):
         self.budget = 0
         self.started = time.perf_counter()
         self.cached = 0
+        self.done = 0
+        self.trained_here = 0
 
-    def on_start(self, budget: int) -> None:
+    def on_start(self, budget: int, finished: int) -> None:
         self.budget = budget
+        self.done = finished
         self.started = time.perf_counter()
+        self.trained_here = 0
 
     def on_evaluation_start(self, number: int, params: Params) -> None:
         if self.console.is_terminal:
@@ -57,9 +61,11 @@ class ProgressPrinter(TrialListener):
         self.cached += 1
 
     def on_trial(self, trial: Trial, best: Trial | None) -> None:
-        done = trial.number + 1
+        self.done += 1
+        self.trained_here += 1
+        done = self.done
         elapsed = time.perf_counter() - self.started
-        left = elapsed / done * (self.budget - done)
+        left = elapsed / self.trained_here * (self.budget - done)
         value = f"{trial.value:.4f}" if trial.ok else "[red]FAILED[/red]"
         best_text = f"best {best.value:.4f} (#{best.number})" if best is not None else "best -"
         width = len(str(self.budget))

@@ -95,15 +95,15 @@ class StudyLedger(TrialListener):
         self._attributes = dict(attributes)
         self._distributions = optuna_distributions(space)
         self._space = space
-        self._running: Any = None
+        self._running: dict[int, Any] = {}  # our trial number -> its RUNNING Optuna trial
 
     # -- listener hooks -----------------------------------------------------------------------
     def on_evaluation_start(self, number: int, params: Params) -> None:
         self.study.enqueue_trial(dict(params), user_attrs={NUMBER_ATTR: number, **self._attributes})
-        self._running = self.study.ask(fixed_distributions=self._distributions)
+        self._running[number] = self.study.ask(fixed_distributions=self._distributions)
 
     def on_trial(self, trial: Trial, best: Trial | None) -> None:
-        running, self._running = self._running, None
+        running = self._running.pop(trial.number, None)
         if running is None:  # a trial recorded without a start (reconciliation): add it whole
             self._add_finished(trial)
             return
@@ -116,7 +116,7 @@ class StudyLedger(TrialListener):
 
     def on_interrupted(self, number: int, params: Params, reason: str) -> None:
         """The trial in flight was stopped (Ctrl-C): FAIL, marked interrupted, trained again on resume."""
-        running, self._running = self._running, None
+        running = self._running.pop(number, None)
         if running is None:
             return
         running.set_user_attr(INTERRUPTED_ATTR, True)

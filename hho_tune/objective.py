@@ -6,6 +6,7 @@ answers ``--help`` and refuses bad input without paying TensorFlow's start-up.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hho_tune.data import NUM_CLASSES, TrainValidation, load_train_validation
+from hho_tune.data import NUM_CLASSES, Split, TrainValidation, load_train_validation
 from hho_tune.errors import TrainingDiverged, UsageError
 
 if TYPE_CHECKING:
@@ -135,8 +136,13 @@ def train_and_score(
     epochs: int,
     seed: int,
     callbacks: list[Any] | None = None,
+    validation: Split | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Seeded training; raises :class:`TrainingDiverged` when the loss stops being finite."""
+    """Seeded training; raises :class:`TrainingDiverged` when the loss stops being finite.
+
+    ``validation`` (final training only) is scored after every epoch, as ``val_loss`` and
+    ``val_accuracy`` in the history; the search leaves it out and scores once at the end.
+    """
     start_tensorflow()
     import keras
 
@@ -150,6 +156,8 @@ def train_and_score(
         shuffle=True,
         verbose=0,
         callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])],
+        validation_data=None if validation is None else (validation.x, validation.y),
+        validation_batch_size=VALIDATION_BATCH,
     )
     losses = history.history.get("loss", [])
     if (model.stop_training and len(losses) < epochs) or any(not math.isfinite(v) for v in losses):
@@ -187,9 +195,14 @@ class LstmObjective:
             raise UsageError(f"--epochs must be at least 1, got {epochs}")
         self.epochs = epochs
         self.seed = seed
+        self.data_path = data_path
         self.data = load_train_validation(data_path, train_size=train_size)
         self.train_size = len(self.data.train)
         start_tensorflow(threads)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as the recipe, not the arrays: a Dask worker loads the data itself, once."""
+        return _lstm_objective_in_this_process, (self.epochs, self.train_size, self.seed, self.data_path)
 
     def __call__(self, params: Mapping[str, Any]) -> float:
         config = LstmConfig.from_params(params)
@@ -200,6 +213,38 @@ class LstmObjective:
         keras.backend.clear_session(free_memory=True)
         return score
 
+    def with_seed(self, seed: int) -> LstmObjective:
+        """The same objective (same data, same fidelity) training with ``seed``; nothing is reloaded.
+
+        ``hho-tune compare`` gives seed k to every optimizer this way, so they differ only in
+        what they propose.
+        """
+        twin = object.__new__(type(self))  # not copy.copy: __reduce__ rebuilds from the recipe
+        twin.__dict__.update(self.__dict__, seed=seed)
+        return twin
+
     def fidelity(self) -> dict[str, Any]:
         """What a score was measured at; written beside every trial."""
         return {"epochs": self.epochs, "train_size": self.train_size, "data": self.data.source}
+
+
+_OBJECTIVES_IN_THIS_PROCESS: dict[tuple[Any, ...], LstmObjective] = {}
+
+
+def _lstm_objective_in_this_process(epochs: int, train_size: int, seed: int, data_path: Any) -> LstmObjective:
+    """Rebuild an unpickled objective, reusing this process's copy of the data.
+
+    On a Dask worker, TensorFlow's pools get the worker's share of the cores (HHO_TUNE_THREADS,
+    set by the executor): two processes of one thread train more images per second here than
+    one process of two threads.
+    """
+    key = (epochs, train_size, data_path)
+    if key not in _OBJECTIVES_IN_THIS_PROCESS:
+        threads = os.environ.get("HHO_TUNE_THREADS")
+        _OBJECTIVES_IN_THIS_PROCESS[key] = LstmObjective(
+            epochs=epochs, train_size=train_size, seed=seed, data_path=data_path,
+            threads=int(threads) if threads else None,
+        )
+    objective = copy.copy(_OBJECTIVES_IN_THIS_PROCESS[key])
+    objective.seed = seed
+    return objective

@@ -8,17 +8,24 @@ and the order in which listeners hear about trials. Display and files are listen
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hho_tune.optimizers.base import Optimizer
+from hho_tune.executors import InlineExecutor, Job
+from hho_tune.optimizers.base import Optimizer, Suggestion
 from hho_tune.space import Params, SearchSpace
 from hho_tune.trial import Trial, TrialState, best_trial
+
+if TYPE_CHECKING:
+    from hho_tune.executors import DaskExecutor
+
+    Executor = InlineExecutor | DaskExecutor
 
 Objective = Callable[[Mapping[str, Any]], float]
 DEFAULT_MAX_FAILURES = 5
@@ -28,8 +35,8 @@ DEFAULT_MAX_CACHED_IN_A_ROW = 500
 class TrialListener:
     """Hooks the runner calls; the default does nothing, so listeners override what they need."""
 
-    def on_start(self, budget: int) -> None:
-        """Called once before the first evaluation."""
+    def on_start(self, budget: int, finished: int) -> None:
+        """Called once before the first evaluation; ``finished`` trials are already recorded (resume)."""
 
     def on_evaluation_start(self, number: int, params: Params) -> None:
         """A training is about to start (for progress displays)."""
@@ -70,6 +77,7 @@ def run_loop(
     max_failures: int = DEFAULT_MAX_FAILURES,
     max_cached_in_a_row: int = DEFAULT_MAX_CACHED_IN_A_ROW,
     history: Sequence[Trial] = (),
+    executor: Executor | None = None,
 ) -> RunOutcome:
     """Evaluate exactly ``budget`` configurations unless the optimizer gives up first.
 
@@ -77,71 +85,128 @@ def run_loop(
     budget, and when the optimizer proposes one of them again its recorded result is replayed
     without training. A seeded optimizer re-proposes them in the same order, so the resumed
     run continues where the first one stopped.
+
+    ``executor`` runs the trainings (default: one at a time, in this process). With room for
+    several, the loop keeps asking while the optimizer is ``ready()`` and records each trial
+    as it ends.
     """
-    listeners = list(listeners)
+    loop = _Loop(space, optimizer, budget=budget, direction=direction, listeners=list(listeners),
+                 max_failures=max_failures, max_cached_in_a_row=max_cached_in_a_row, history=history,
+                 executor=executor or InlineExecutor(objective, space))
     started = time.perf_counter()
-    trials: list[Trial] = list(history)
-    ledger = {space.key(t.params): t for t in history}
-    cache: dict[tuple, float | None] = {}
-    cached = replayed = cached_in_a_row = failures_in_a_row = 0
-    stop_reason = "budget spent"
-    for listener in listeners:
-        listener.on_start(budget)
     try:
-        while len(trials) < budget:
-            suggestion = optimizer.ask()
-            if suggestion is None:
-                stop_reason = "the optimizer has nothing more to propose"
-                break
-            key = space.key(suggestion.params)
-            if key not in cache and key in ledger:
-                replayed += 1
-                cache[key] = ledger[key].value if ledger[key].ok else None
-                optimizer.tell(suggestion, _score(cache[key], direction))
-                continue
-            if key in cache:
-                cached += 1
-                cached_in_a_row += 1
-                for listener in listeners:
-                    listener.on_cached(suggestion.params, cache[key])
-                optimizer.tell(suggestion, _score(cache[key], direction))
-                if cached_in_a_row >= max_cached_in_a_row:
-                    stop_reason = (
-                        f"the optimizer proposed only known configurations {cached_in_a_row} times in a row"
-                    )
-                    break
-                continue
-            cached_in_a_row = 0
-            number = len(trials)
-            for listener in listeners:
-                listener.on_evaluation_start(number, suggestion.params)
-            try:
-                trial = evaluate(objective, space, suggestion.params, number=number)
-            except KeyboardInterrupt:
-                for listener in listeners:
-                    listener.on_interrupted(number, suggestion.params, "interrupted by the user (Ctrl-C)")
-                raise
-            trials.append(trial)
-            cache[key] = trial.value if trial.ok else None
-            best = best_trial(trials, direction)
-            for listener in listeners:
-                listener.on_trial(trial, best)
-            optimizer.tell(suggestion, _score(cache[key], direction))
-            failures_in_a_row = 0 if trial.ok else failures_in_a_row + 1
-            if failures_in_a_row >= max_failures:
-                stop_reason = f"{failures_in_a_row} failed trials in a row (last: {trial.error})"
-                break
+        loop.run()
     finally:
         optimizer.close()
     return RunOutcome(
-        trials=tuple(trials),
-        cached=cached,
-        replayed=replayed,
-        best=best_trial(trials, direction),
-        stop_reason=stop_reason,
+        trials=tuple(loop.trials),
+        cached=loop.cached,
+        replayed=loop.replayed,
+        best=best_trial(loop.trials, direction),
+        stop_reason=loop.stop_reason,
         seconds=time.perf_counter() - started,
         optimizer=optimizer.describe(),
     )
+
+
+class _Loop:
+    """The state of one run_loop call: what is recorded, cached and in flight."""
+
+    def __init__(self, space: SearchSpace, optimizer: Optimizer, *, budget: int, direction: str,
+                 listeners: list[TrialListener], max_failures: int, max_cached_in_a_row: int,
+                 history: Sequence[Trial], executor: Executor) -> None:
+        self.space, self.optimizer, self.executor = space, optimizer, executor
+        self.budget, self.direction, self.listeners = budget, direction, listeners
+        self.max_failures, self.max_cached_in_a_row = max_failures, max_cached_in_a_row
+        self.trials: list[Trial] = list(history)
+        self.ledger = {space.key(t.params): t for t in history}
+        self.cache: dict[tuple, float | None] = {}
+        self.in_flight: dict[int, tuple[Suggestion, tuple]] = {}  # number -> (suggestion, key)
+        self.waiting: dict[tuple, list[Suggestion]] = {}  # proposals of a configuration in flight
+        self.used_numbers = {t.number for t in history}
+        self.cached = self.replayed = self.cached_in_a_row = self.failures_in_a_row = 0
+        self.stop_reason = "budget spent"
+        self.stopping = False
+
+    def run(self) -> None:
+        for listener in self.listeners:
+            listener.on_start(self.budget, len(self.trials))
+        try:
+            while True:
+                self._fill()
+                if not self.in_flight:
+                    return
+                for _job, trial in self.executor.wait_any():
+                    self._record(trial)
+        except KeyboardInterrupt:
+            for number, (suggestion, _) in sorted(self.in_flight.items()):
+                for listener in self.listeners:
+                    listener.on_interrupted(number, suggestion.params, "interrupted by the user (Ctrl-C)")
+            self.executor.cancel_all()
+            raise
+
+    def _fill(self) -> None:
+        """Ask and submit while a worker is free, the budget allows and the optimizer is ready."""
+        while (not self.stopping and len(self.in_flight) < self.executor.capacity
+               and len(self.trials) + len(self.in_flight) < self.budget and self.optimizer.ready()):
+            suggestion = self.optimizer.ask()
+            if suggestion is None:
+                self._stop("the optimizer has nothing more to propose")
+                return
+            key = self.space.key(suggestion.params)
+            if key not in self.cache and key in self.ledger:
+                self.replayed += 1
+                recorded = self.ledger[key]
+                self.cache[key] = recorded.value if recorded.ok else None
+                self._tell(suggestion, self.cache[key])
+            elif key in self.cache or key in self.waiting:
+                self._answer_known(suggestion, key)
+            else:
+                self.cached_in_a_row = 0
+                self._submit(suggestion, key)
+
+    def _answer_known(self, suggestion: Suggestion, key: tuple) -> None:
+        self.cached += 1
+        self.cached_in_a_row += 1
+        if key in self.waiting:  # the same configuration is training right now: answer when it ends
+            self.waiting[key].append(suggestion)
+        else:
+            for listener in self.listeners:
+                listener.on_cached(suggestion.params, self.cache[key])
+            self._tell(suggestion, self.cache[key])
+        if self.cached_in_a_row >= self.max_cached_in_a_row:
+            self._stop(f"the optimizer proposed only known configurations {self.cached_in_a_row} times in a row")
+
+    def _submit(self, suggestion: Suggestion, key: tuple) -> None:
+        number = next(n for n in itertools.count() if n not in self.used_numbers)
+        self.used_numbers.add(number)
+        self.in_flight[number] = (suggestion, key)
+        self.waiting[key] = []
+        for listener in self.listeners:
+            listener.on_evaluation_start(number, suggestion.params)
+        self.executor.submit(Job(number, dict(suggestion.params)))
+
+    def _record(self, trial: Trial) -> None:
+        suggestion, key = self.in_flight.pop(trial.number)
+        self.trials.append(trial)
+        self.cache[key] = trial.value if trial.ok else None
+        best = best_trial(self.trials, self.direction)
+        for listener in self.listeners:
+            listener.on_trial(trial, best)
+        self._tell(suggestion, self.cache[key])
+        for twin in self.waiting.pop(key, []):
+            self._tell(twin, self.cache[key])
+        self.failures_in_a_row = 0 if trial.ok else self.failures_in_a_row + 1
+        if self.failures_in_a_row >= self.max_failures:
+            self._stop(f"{self.failures_in_a_row} failed trials in a row (last: {trial.error})")
+
+    def _tell(self, suggestion: Suggestion, value: float | None) -> None:
+        self.optimizer.tell(suggestion, _score(value, self.direction))
+
+    def _stop(self, reason: str) -> None:
+        """Ask no more; the trainings in flight still finish and are recorded."""
+        if not self.stopping:
+            self.stopping, self.stop_reason = True, reason
 
 
 def evaluate(objective: Objective, space: SearchSpace, params: Params, *, number: int) -> Trial:

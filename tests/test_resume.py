@@ -159,12 +159,14 @@ def test_signals_then_resume_match_an_uninterrupted_run(tmp_path: Path, sig: sig
         assert f"Resume with: hho-tune --resume {run_dir.relative_to(tmp_path)}" in err
         assert read_run(run_dir)["status"] == "interrupted"
     finished = len(read_trials(run_dir))
+    started = len((tmp_path / "calls.log").read_text().splitlines())
+    assert started - finished in (0, 1)  # the signal may land between two trainings
 
     resumed = cli(tmp_path, "--resume", str(run_dir))
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert f"replayed {finished} recorded trials" in out
-    if sig == signal.SIGKILL:
+    if sig == signal.SIGKILL and started > finished:
         assert "was left running by a process that died" in out
     ref_dir = next((tmp_path / "ref").glob("*-s2"))
     assert len(read_trials(run_dir)) == 14

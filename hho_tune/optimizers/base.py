@@ -1,9 +1,10 @@
 """The optimizer contract: ``ask() -> Suggestion``, ``tell(suggestion, score)``.
 
-Scores are always "higher is better": the runner negates a minimized objective before
-telling, so no optimizer has a ``direction`` switch. A failed trial is told ``None``; each
-optimizer decides what that means for it (Optuna marks the trial failed, HHO treats it as
-worse than anything seen).
+Several suggestions may be pending at once (parallel workers): ``ready()`` says whether
+another ask() may come before the pending ones are told. Scores are always "higher is
+better": the runner negates a minimized objective before telling, so no optimizer has a
+``direction`` switch. A failed trial is told ``None``; each optimizer decides what that
+means for it (Optuna marks the trial failed, HHO treats it as worse than anything seen).
 
 New optimizers register a factory under a name with :func:`register`; :func:`make`
 builds one. Names of the form ``mealpy:Module.Class`` and ``optuna:SamplerClass`` are
@@ -52,6 +53,14 @@ class Optimizer(abc.ABC):
     @abc.abstractmethod
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
         """Report the score (higher is better) of a suggestion; None for a failed trial."""
+
+    def ready(self) -> bool:
+        """Can ask() propose another configuration before the pending ones are told?
+
+        Parallel runs ask while this is true. Random search and Optuna always can (TPE fills the
+        gaps with its constant liar); HHO can within a generation's batch of independent moves.
+        """
+        return True
 
     def close(self) -> None:  # noqa: B027 - optional hook, most optimizers hold nothing
         """Release threads or storage; called once when the run ends, however it ends."""

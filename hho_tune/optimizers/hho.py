@@ -20,10 +20,12 @@ budget: see :func:`epochs_for_budget`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from mealpy.swarm_based.HHO import OriginalHHO
+from mealpy.utils.target import Target
 
 from hho_tune.optimizers.base import OptimizerSettings, register
 from hho_tune.optimizers.mealpy_bridge import MealpyAskTell
@@ -49,7 +51,16 @@ def epochs_for_budget(budget: int, pop_size: int, evaluations_per_hawk: float) -
 
 
 class PaperHHO(OriginalHHO):
-    """mealpy's OriginalHHO with the mean position and the rapid dive of the paper."""
+    """mealpy's OriginalHHO with the mean position and the rapid dive of the paper.
+
+    A generation is evaluated in two batches of independent points: every hawk's move (and
+    every rapid dive's Y) together, then the Zs of the dives whose Y did not improve. The
+    bridge sets :attr:`batch_evaluator` so that parallel workers train a batch at once;
+    without it (plain ``model.solve``) the batch is evaluated point by point. Either way the
+    positions are the same: within a generation nothing depends on another hawk's new score.
+    """
+
+    batch_evaluator: Callable[[list[np.ndarray]], list[float]] | None = None
 
     def mean_position(self) -> np.ndarray:
         """X_m(t) = (1/N) sum_i X_i(t), per dimension (Eq. 2)."""
@@ -61,9 +72,28 @@ class PaperHHO(OriginalHHO):
         levy = self.get_levy_flight_step(beta=1.5, multiplier=0.01, size=dims, case=-1)
         return self.generator.uniform(0.0, 1.0, dims) * levy
 
+    def evaluate_batch(self, positions: list[np.ndarray]) -> list[Target]:
+        """Targets of independent positions: through the bridge's batch hook when there is one."""
+        self.nfe_counter += len(positions)
+        if not positions:
+            return []
+        if self.batch_evaluator is None:
+            return [self.problem.get_target(position) for position in positions]
+        scores = self.batch_evaluator(positions)
+        return [Target(objectives=[score], weights=self.problem.obj_weights) for score in scores]
+
+    def initialization(self) -> None:
+        """The initial hawks, drawn one by one as mealpy does, evaluated as one batch."""
+        if self.pop is None:
+            agents = [self.generate_empty_agent() for _ in range(self.pop_size)]
+            for agent, target in zip(agents, self.evaluate_batch([a.solution for a in agents]), strict=True):
+                agent.target = target
+            self.pop = agents
+
     def evolve(self, epoch: int) -> None:
-        """mealpy's evolve, line for line, but for :meth:`mean_position` and :meth:`dive_step`."""
-        pop_new = []
+        """mealpy's evolve, but for :meth:`mean_position`, :meth:`dive_step` and the two batches."""
+        moves: list[np.ndarray] = []  # phase 1: each hawk's move, or its dive's Y
+        dives: set[int] = set()
         for idx in range(0, self.pop_size):
             E0 = 2 * self.generator.uniform() - 1
             E = 2 * E0 * (1.0 - epoch * 1.0 / self.epoch)
@@ -76,37 +106,31 @@ class PaperHHO(OriginalHHO):
                 else:
                     pos_new = (self.g_best.solution - self.mean_position()) - self.generator.uniform() * \
                               (self.problem.lb + self.generator.uniform() * (self.problem.ub - self.problem.lb))
-                pop_new.append(self.generate_empty_agent(self.correct_solution(pos_new)))
             elif self.generator.random() >= 0.5:  # besiege without dives, Eq. (4) and (6)
                 delta_X = self.g_best.solution - self.pop[idx].solution
                 if np.abs(E) >= 0.5:
                     pos_new = delta_X - E * np.abs(J * self.g_best.solution - self.pop[idx].solution)
                 else:
                     pos_new = self.g_best.solution - E * np.abs(delta_X)
-                pop_new.append(self.generate_empty_agent(self.correct_solution(pos_new)))
-            else:  # besiege with progressive rapid dives, Eq. (7)-(11)
-                if np.abs(E) >= 0.5:
-                    Y = self.g_best.solution - E * np.abs(J * self.g_best.solution - self.pop[idx].solution)
-                else:
-                    Y = self.g_best.solution - E * np.abs(J * self.g_best.solution - self.mean_position())
-                pos_Y = self.correct_solution(Y)
-                target_Y = self.get_target(pos_Y)
-                if self.compare_target(target_Y, self.pop[idx].target, self.problem.minmax):
-                    agent = self.generate_empty_agent(pos_Y)
-                    agent.target = target_Y
-                    pop_new.append(agent)
-                    continue
-                pos_Z = self.correct_solution(Y + self.dive_step())
-                target_Z = self.get_target(pos_Z)
-                if self.compare_target(target_Z, self.pop[idx].target, self.problem.minmax):
-                    agent = self.generate_empty_agent(pos_Z)
-                    agent.target = target_Z
-                    pop_new.append(agent)
-                    continue
-                pop_new.append(self.pop[idx].copy())
-        for agent in pop_new:
-            if agent.target is None:  # dives already know their score: no second evaluation
-                agent.target = self.get_target(agent.solution)
+            else:  # besiege with progressive rapid dives: Y first, Eq. (7) and (10)-(11)
+                anchor = self.pop[idx].solution if np.abs(E) >= 0.5 else self.mean_position()
+                pos_new = self.g_best.solution - E * np.abs(J * self.g_best.solution - anchor)
+                dives.add(idx)
+            moves.append(self.correct_solution(pos_new))
+        targets = self.evaluate_batch(moves)
+        pop_new = [self.generate_empty_agent(position) for position in moves]
+        for agent, target in zip(pop_new, targets, strict=True):
+            agent.target = target
+        # phase 2: Z = Y + S x LF(D) (Eq. 8) only for the dives whose Y did not beat the hawk
+        missed = [idx for idx in sorted(dives) if not self.compare_target(targets[idx], self.pop[idx].target,
+                                                                          self.problem.minmax)]
+        z_positions = [self.correct_solution(moves[idx] + self.dive_step()) for idx in missed]
+        for idx, position, target in zip(missed, z_positions, self.evaluate_batch(z_positions), strict=True):
+            if self.compare_target(target, self.pop[idx].target, self.problem.minmax):
+                pop_new[idx] = self.generate_empty_agent(position)
+                pop_new[idx].target = target
+            else:
+                pop_new[idx] = self.pop[idx].copy()
         self.pop = self.greedy_selection_population(self.pop, pop_new, self.problem.minmax)
 
 

@@ -2,8 +2,10 @@
 
 The pattern is nevergrad's ``recaster``: mealpy's ``solve`` runs in a background thread;
 its objective function hands each point to :meth:`MealpyAskTell.ask` through a queue and
-blocks until :meth:`MealpyAskTell.tell` sends the score back. Only one point is in
-flight at a time, so the sequence of points is a pure function of the seed and the scores.
+blocks until :meth:`MealpyAskTell.tell` sends the score back. A model with a batch hook
+(our paper HHO) hands over a generation's independent moves at once, so parallel workers
+can evaluate them together. The sequence of points is a pure function of the seed and the
+scores, whatever order the scores of a batch arrive in.
 
 Why the runner, not mealpy, counts evaluations: mealpy's ``max_fe`` is checked only at the
 end of an epoch and overshoots. Here mealpy runs without a termination; when the runner's
@@ -17,6 +19,7 @@ so a run always reaches its budget.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import inspect
@@ -41,49 +44,64 @@ class _Stop(Exception):
 
 
 class MealpyAskTell(Optimizer):
-    """Drives ``model_factory()`` (a fresh mealpy Optimizer per restart) through ask/tell."""
+    """Drives ``model_factory()`` (a fresh mealpy Optimizer per restart) through ask/tell.
+
+    mealpy's thread hands over a batch of points at a time: one point for any mealpy
+    optimizer, a whole batch of independent moves for a model that has an
+    ``evaluate_batch`` hook (our paper HHO). All points of a batch can be asked before any
+    is told (parallel workers); mealpy continues when the last of them is told.
+    """
 
     def __init__(self, name: str, model_factory: Callable[[], Any], settings: OptimizerSettings) -> None:
         self.name = name
         self._factory = model_factory
         self._space = settings.space
         self._seed = settings.seed
-        self._points: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._batches: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._scores: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._stopping = threading.Event()
         self._tokens = itertools.count()
-        self._in_flight: int | None = None
+        self._unasked: collections.deque[tuple[int, np.ndarray]] = collections.deque()
+        self._untold: dict[int, int] = {}  # token -> index in the current batch
+        self._batch_scores: list[float] = []
         self._worst_seen: float | None = None
         self._best_seen: float | None = None
         self.restarts = 0
         self.model: Any = None
 
     # -- ask/tell, on the caller's thread ---------------------------------------------------
+    def ready(self) -> bool:
+        return bool(self._unasked) or not self._untold
+
     def ask(self) -> Suggestion:
-        if self._in_flight is not None:
-            raise RuntimeError("mealpy proposes one point at a time: tell the last one before asking again")
-        while True:
+        if not self.ready():
+            raise RuntimeError("the whole batch is out: tell its scores before asking again")
+        while not self._unasked:
             if self._thread is None:
                 self._start()
-            item = self._points.get()
-            if item is _FINISHED:
+            batch = self._batches.get()
+            if batch is _FINISHED:
                 self._thread.join()
                 self._thread = None
                 if self._error is not None:
                     raise RuntimeError(f"{self.name} failed inside mealpy") from self._error
                 self.restarts += 1  # all epochs done before the budget: start again
                 continue
-            token = next(self._tokens)
-            self._in_flight = token
-            return Suggestion(params=self._space.from_unit(item), token=token)
+            self._batch_scores = [math.nan] * len(batch)
+            self._unasked.extend(enumerate(batch))
+        index, point = self._unasked.popleft()
+        token = next(self._tokens)
+        self._untold[token] = index
+        return Suggestion(params=self._space.from_unit(point), token=token)
 
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
-        if suggestion.token != self._in_flight:
-            raise RuntimeError("tell() must answer the suggestion of the last ask()")
-        self._in_flight = None
-        self._scores.put(self._fitness_for(score))
+        if suggestion.token not in self._untold:
+            raise RuntimeError("tell() must answer a suggestion of the current batch, once")
+        self._batch_scores[self._untold.pop(suggestion.token)] = self._fitness_for(score)
+        if not self._untold and not self._unasked:
+            self._scores.put(self._batch_scores)
 
     def close(self) -> None:
         if self._thread is None:
@@ -94,7 +112,7 @@ class MealpyAskTell(Optimizer):
             self._scores.put_nowait(None)
         while self._thread.is_alive():
             with contextlib.suppress(queue.Empty):
-                self._points.get(timeout=0.05)
+                self._batches.get(timeout=0.05)
         self._thread.join()
         self._thread = None
 
@@ -137,6 +155,8 @@ class MealpyAskTell(Optimizer):
             log_to=None,
         )
         self.model = self._factory()
+        if hasattr(self.model, "evaluate_batch"):
+            self.model.batch_evaluator = self._evaluate_batch_in_thread
         seed = self._seed + 7919 * self.restarts  # distinct, reproducible restarts
         self._thread = threading.Thread(target=self._solve, args=(self.model, problem, seed), daemon=True)
         self._thread.start()
@@ -149,16 +169,23 @@ class MealpyAskTell(Optimizer):
         except BaseException as exc:  # reported to the caller by ask()
             self._error = exc
         finally:
-            self._points.put(_FINISHED)
+            self._batches.put(_FINISHED)
 
     def _objective_in_thread(self, x: np.ndarray) -> float:
+        """mealpy's ``obj_func``: one point, answered when its score is told."""
+        return self._evaluate_batch_in_thread([x])[0]
+
+    def _evaluate_batch_in_thread(self, points: list[np.ndarray]) -> list[float]:
+        """Hand a batch of independent points to ask() and wait until every one is told."""
         if self._stopping.is_set():
             raise _Stop
-        self._points.put(np.clip(np.asarray(x, dtype=float), 0.0, 1.0))
-        score = self._scores.get()
-        if self._stopping.is_set():
+        if not points:
+            return []
+        self._batches.put([np.clip(np.asarray(x, dtype=float), 0.0, 1.0) for x in points])
+        scores = self._scores.get()
+        if self._stopping.is_set() or scores is None:
             raise _Stop
-        return score
+        return scores
 
     def _fitness_for(self, score: float | None) -> float:
         """A finite number for mealpy: a NaN would beat the incumbent in max mode."""

@@ -1,0 +1,144 @@
+"""Where trainings run: inline in this process, or on Dask workers.
+
+The runner submits (number, params) and waits for whichever trial ends first; it does not
+know which kind it talks to. Dask is the engine for parallel runs: a LocalCluster of
+``--workers N`` processes on this machine, or an existing cluster at ``--scheduler ADDRESS``
+(workers on other machines), with no other change.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from hho_tune.errors import UsageError
+from hho_tune.space import Params, SearchSpace
+from hho_tune.trial import Trial, TrialState
+
+
+@dataclass(frozen=True)
+class Job:
+    number: int
+    params: Params
+
+
+class InlineExecutor:
+    """One training at a time, in this process: the default, and the reference behaviour."""
+
+    capacity = 1
+
+    def __init__(self, objective: Any, space: SearchSpace) -> None:
+        from hho_tune.runner import evaluate
+
+        self._evaluate = evaluate
+        self._objective = objective
+        self._space = space
+        self._queued: list[Job] = []
+
+    def submit(self, job: Job) -> None:
+        self._queued.append(job)
+
+    def wait_any(self) -> list[tuple[Job, Trial]]:
+        job = self._queued.pop(0)
+        return [(job, self._evaluate(self._objective, self._space, job.params, number=job.number))]
+
+    def cancel_all(self) -> None:
+        self._queued.clear()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _evaluate_on_worker(objective: Any, space: SearchSpace, params: Mapping[str, Any], number: int) -> Trial:
+    from hho_tune.runner import evaluate
+
+    return evaluate(objective, space, dict(params), number=number)
+
+
+class DaskExecutor:
+    """Up to ``capacity`` trainings at once on Dask workers.
+
+    A worker that dies (killed, out of memory) fails its trial instead of having Dask retry it
+    elsewhere (``allowed-failures`` 0): a crash is data, and a retry would train twice.
+    """
+
+    def __init__(self, objective: Any, space: SearchSpace, *, workers: int | None, scheduler: str | None,
+                 threads_per_worker: int | None = None) -> None:
+        import dask
+        from distributed import Client, LocalCluster
+
+        dask.config.set({"distributed.scheduler.allowed-failures": 0,
+                         "distributed.worker.daemon": False,
+                         "distributed.admin.log-level": "error"})
+        self._objective, self._space = objective, space
+        self._cluster = None
+        try:
+            if scheduler is not None:
+                self._client = Client(scheduler, timeout="20s")
+            else:
+                self._cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                    silence_logs=40, env=_worker_env(workers or 1, threads_per_worker),
+                )
+                self._client = Client(self._cluster)
+        except OSError as exc:
+            raise UsageError(f"--scheduler {scheduler}: cannot connect to the Dask scheduler ({exc})") from None
+        if scheduler is not None:
+            total = sum(w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values())
+            self.capacity = max(1, total)
+        else:
+            self.capacity = workers or 1
+        self._objective_future = self._client.scatter(objective, broadcast=True, hash=False)
+        self._space_future = self._client.scatter(space, broadcast=True, hash=False)
+        self._pending: dict[Any, Job] = {}
+
+    def submit(self, job: Job) -> None:
+        future = self._client.submit(_evaluate_on_worker, self._objective_future, self._space_future,
+                                     dict(job.params), job.number, pure=False, key=f"trial-{job.number}-{os.getpid()}")
+        self._pending[future] = job
+
+    def wait_any(self) -> list[tuple[Job, Trial]]:
+        from distributed import wait
+
+        done, _ = wait(list(self._pending), return_when="FIRST_COMPLETED")
+        finished = []
+        for future in done:
+            job = self._pending.pop(future)
+            finished.append((job, self._result(future, job)))
+        return sorted(finished, key=lambda pair: pair[0].number)
+
+    def _result(self, future: Any, job: Job) -> Trial:
+        try:
+            return future.result()
+        except Exception as exc:
+            now = datetime.now(timezone.utc)
+            message = " ".join(str(exc).split()) or type(exc).__name__
+            return Trial(job.number, dict(job.params), None, TrialState.FAIL, now, now,
+                         error=f"worker lost: {type(exc).__name__}: {message}"[:500])
+
+    def cancel_all(self) -> None:
+        if self._pending:
+            self._client.cancel(list(self._pending), force=True)
+        self._pending.clear()
+
+    def close(self) -> None:
+        self.cancel_all()
+        self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def _worker_env(workers: int, threads: int | None) -> dict[str, str]:
+    """Each worker's share of the cores, for TensorFlow's pools (read by the objective)."""
+    share = threads or max(1, (os.cpu_count() or 1) // workers)
+    return {"HHO_TUNE_THREADS": str(share), "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(share)}
+
+
+def make_executor(objective: Any, space: SearchSpace, *, workers: int | None, scheduler: str | None,
+                  threads_per_worker: int | None = None) -> InlineExecutor | DaskExecutor:
+    if scheduler is None and (workers is None or workers <= 1):
+        return InlineExecutor(objective, space)
+    return DaskExecutor(objective, space, workers=workers, scheduler=scheduler, threads_per_worker=threads_per_worker)
