@@ -200,6 +200,12 @@ class LstmObjective:
         self.train_size = len(self.data.train)
         start_tensorflow(threads)
 
+    def __copy__(self) -> LstmObjective:
+        """A shallow copy sharing the loaded data (copy.copy would otherwise go through __reduce__)."""
+        twin = LstmObjective.__new__(LstmObjective)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle as the recipe, not the arrays: a Dask worker loads the data itself, once."""
         return _lstm_objective_in_this_process, (self.epochs, self.train_size, self.seed, self.data_path)

@@ -84,3 +84,16 @@ def test_bad_configurations_are_refused() -> None:
         LstmConfig.from_params({"dropout": 0.1})
     with pytest.raises(UsageError, match="decay_steps must be >= 1"):
         LstmConfig.from_params({"decay_steps": 0})
+
+
+def test_pickles_as_its_recipe_and_scores_the_same_after(objective: LstmObjective) -> None:
+    """Dask ships the objective to its workers: as a few bytes of settings, not 5,300 images."""
+    import copy
+    import pickle
+
+    blob = pickle.dumps(objective)
+    assert len(blob) < 2_000
+    clone = pickle.loads(blob)
+    assert clone(SMALL) == objective(SMALL)
+    twin = copy.copy(objective)
+    assert twin.data is objective.data and twin.seed == objective.seed

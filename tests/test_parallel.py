@@ -81,3 +81,22 @@ def test_an_unreachable_scheduler_is_a_usage_error_that_writes_nothing(mixed_spa
     with pytest.raises(UsageError, match="cannot connect to the Dask scheduler"):
         tune(surrogate, mixed_space, budget=3, out=tmp_path / "out", scheduler="tcp://127.0.0.1:9")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_lstm_on_two_workers(tmp_path: Path, tiny_mnist: Path) -> None:
+    import subprocess
+    import sys
+
+    space = tmp_path / "small.yaml"
+    space.write_text("parameters:\n  learning_rate: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}\n"
+                     "fixed:\n  lstm_units: 8\n")
+    result = subprocess.run([sys.executable, "-m", "hho_tune.cli", "--budget", "4", "--epochs", "1", "--train-size", "100",
+                             "--data", str(tiny_mnist), "--space", str(space), "--workers", "2", "--optimizer", "random",
+                             "--out", "out"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "out").glob("*-s0")
+    trials = read_trials(run_dir)
+    assert len(trials) == 4 and all(r["state"] == "COMPLETE" for r in trials)
+    assert all(0.0 <= float(r["value"]) <= 1.0 for r in trials)

@@ -1,0 +1,74 @@
+"""Item 4 of bench/RESULTS.md: `hho-tune --budget 30` with 1 and with 2 workers, side by side.
+
+Each configuration runs the real CLI in a fresh process (start-up included), alternating
+1, 2, 1, 2, ... so that a slow spell of a shared machine hits both alike. Reports wall time,
+evaluations per minute, the speed-up of 2 workers over 1, and whether both found the same
+trials (HHO proposes the same configurations whatever the number of workers).
+
+    python bench/parallel_throughput.py                 # the default search, once each (~9 min)
+    python bench/parallel_throughput.py --budget 10 --train-size 2000 --repeats 2   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, list[tuple[str, ...]]]:
+    """Wall seconds of one CLI run and its trials (params and value, sorted by trial number)."""
+    command = [sys.executable, "-m", "hho_tune.cli", "--budget", str(args.budget), "--seed", str(args.seed),
+               "--out", str(out), "--workers", str(workers)]
+    if args.epochs:
+        command += ["--epochs", str(args.epochs)]
+    if args.train_size:
+        command += ["--train-size", str(args.train_size)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    (trials_csv,) = out.glob("*/trials.csv")
+    with open(trials_csv, newline="") as handle:
+        rows = sorted((r["number"], r["params_learning_rate"], r["params_decay_steps"], r["params_num_layers"], r["value"])
+                      for r in csv.DictReader(handle))
+    return seconds, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    loadavg = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"load average at start: {' '.join(loadavg)}")
+    times: dict[int, list[float]] = {1: [], 2: []}
+    trials: dict[int, list] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            for workers in (1, 2):
+                seconds, rows = run_once(workers, args, Path(scratch) / f"w{workers}-r{repeat}")
+                times[workers].append(seconds)
+                trials.setdefault(workers, rows)
+                print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s", flush=True)
+    print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print()
+    print("| workers | wall time (median s) | evaluations per minute | speed-up |")
+    print("|---|---|---|---|")
+    one = statistics.median(times[1])
+    for workers in (1, 2):
+        median = statistics.median(times[workers])
+        print(f"| {workers} | {median:.1f} | {args.budget / median * 60:.2f} | {one / median:.2f}x |")
+    print()
+    print(f"same trials with 1 and 2 workers: {trials[1] == trials[2]}")
+
+
+if __name__ == "__main__":
+    main()
