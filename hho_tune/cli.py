@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -206,7 +207,7 @@ def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Cons
     document = read_run(run_dir)
     stored = document.get("arguments") or {}
     for flag in _RUN_DEFINING_FLAGS:
-        if flag in typed and typed[flag] != stored.get(flag):
+        if flag in typed and json.loads(json.dumps(typed[flag])) != stored.get(flag):
             raise UsageError(
                 f"--resume {run_dir}: --{flag.replace('_', '-')} {typed[flag]} contradicts the run's "
                 f"{stored.get(flag)!r}; leave it out to continue with the run's settings"

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hho_tune.runner import TrialListener
@@ -40,7 +41,7 @@ class ProgressPrinter(TrialListener):
 
     def __init__(self, console: Console, *, label: str = "") -> None:
         self.console = console
-        self.label = f"{label} " if label else ""
+        self.label = f"{escape(label)} " if label else ""  # "[tpe s1]" is not rich markup
         self.budget = 0
         self.started = time.perf_counter()
         self.cached = 0

@@ -6,7 +6,9 @@ TPE models ``learning_rate`` on its log scale without knowing about our unit cub
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import warnings
 from typing import Any
 
 from hho_tune.errors import UsageError
@@ -75,6 +77,11 @@ def _make_tpe(name: str, settings: OptimizerSettings) -> Optimizer:
     return optimizer
 
 
+# Packages some samplers import only when they first build a model (GPSampler after its
+# startup trials), so a missing one would end a run halfway: checked when the sampler is made.
+_SAMPLER_PACKAGES = {"CmaEsSampler": ("cmaes",), "GPSampler": ("torch", "scipy")}
+
+
 def _make_named_sampler(class_name: str, settings: OptimizerSettings) -> Optimizer:
     import optuna
 
@@ -85,14 +92,39 @@ def _make_named_sampler(class_name: str, settings: OptimizerSettings) -> Optimiz
             if inspect.isclass(obj) and issubclass(obj, optuna.samplers.BaseSampler) and not n.startswith("Base")
         )
         raise UsageError(f"unknown Optuna sampler {class_name!r} (available: {', '.join(known)})")
-    accepts_seed = "seed" in inspect.signature(sampler_class).parameters
+    missing = [name for name in _SAMPLER_PACKAGES.get(class_name, ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"optuna:{class_name} needs the package {missing[0]!r}: pip install {missing[0]}")
+
+    def build() -> Any:
+        accepts_seed = "seed" in inspect.signature(sampler_class).parameters
+        try:
+            with warnings.catch_warnings():
+                # The user named the sampler; Optuna's "experimental" notice would only add noise.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return sampler_class(seed=settings.seed) if accepts_seed else sampler_class()
+        except (ImportError, ModuleNotFoundError) as exc:
+            raise UsageError(f"optuna:{class_name} needs a package that is not installed ({exc})") from None
+        except TypeError as exc:
+            raise UsageError(f"optuna:{class_name} cannot be built without arguments ({exc})") from None
+
+    _check_first_proposal(class_name, build(), settings.space)
+    return OptunaSamplerOptimizer(f"optuna:{class_name}", build(), settings)
+
+
+def _check_first_proposal(class_name: str, sampler: Any, space: SearchSpace) -> None:
+    """Ask a throwaway sampler once, so that one which cannot search this space says so now.
+
+    BruteForceSampler, for one, refuses continuous parameters, but only when first asked.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
     try:
-        sampler = sampler_class(seed=settings.seed) if accepts_seed else sampler_class()
-    except (ImportError, ModuleNotFoundError) as exc:
-        raise UsageError(f"optuna:{class_name} needs a package that is not installed ({exc})") from None
-    except TypeError as exc:
-        raise UsageError(f"optuna:{class_name} cannot be built without arguments ({exc})") from None
-    return OptunaSamplerOptimizer(f"optuna:{class_name}", sampler, settings)
+        study.ask(fixed_distributions=optuna_distributions(space))
+    except (ValueError, NotImplementedError) as exc:
+        raise UsageError(f"optuna:{class_name} cannot search this space ({type(exc).__name__}: {exc})") from None
 
 
 register("tpe", _make_tpe)

@@ -1,0 +1,624 @@
+"""``hho-tune compare``: several optimizers, each once per seed, on one objective with one budget.
+
+The flow is "run every run that is not finished, then summarise from the files". Each run is
+an ordinary run directory made by :func:`hho_tune.tune` under ``runs/``; curves.csv,
+summary.csv, pairwise.csv and the two plots are rebuilt from those directories alone by
+:func:`summarise`. So a comparison interrupted midway keeps its finished runs, and its
+summary can be recomputed at any time.
+
+Seed k means the same for every optimizer: it seeds the optimizer and, for an objective that
+trains (the LSTM), the training, given through the objective's ``with_seed(k)``. The
+optimizers then differ only in what they propose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from hho_tune.errors import UsageError
+from hho_tune.results import RUN_FILE, atomic_write, check_writable, read_trials, utc_now, write_json
+from hho_tune.runner import DEFAULT_MAX_FAILURES
+from hho_tune.space import SearchSpace
+from hho_tune.stats import ComparisonStats, RunCurve, compare_runs
+
+COMPARE_FILE = "compare.json"
+CURVES_FILE = "curves.csv"
+SUMMARY_FILE = "summary.csv"
+PAIRWISE_FILE = "pairwise.csv"
+EVALUATIONS_PLOT = "best_vs_evaluations.png"
+TIME_PLOT = "best_vs_time.png"
+RUNS_DIR = "runs"
+DEFAULT_OPTIMIZERS = ("hho", "tpe", "random")
+DEFAULT_SEEDS = 5
+# 0.8 of the way from a typical configuration to the best anyone found. The best is often one
+# lucky run: at 0.9 one of 40 Rastrigin runs reached the target, at 0.8 eight did (README).
+DEFAULT_TARGET_FRACTION = 0.8
+CURVE_COLUMNS = ["optimizer", "seed", "evaluation", "value", "best_so_far", "elapsed_seconds"]
+SUMMARY_COLUMNS = [
+    "optimizer", "runs", "evaluations", "failed", "best_mean", "best_std", "best_median", "mean_rank",
+    "target", "expected_evaluations_to_target", "evaluations_to_target", "runs_reaching_target", "wall_seconds",
+]
+PAIRWISE_COLUMNS = [
+    "first", "second", "seeds", "first_better", "second_better", "ties", "median_improvement",
+    "rank_sum_first", "rank_sum_second", "p_value", "p_holm", "pairs", "significant", "verdict",
+]
+
+Objective = Callable[[Mapping[str, Any]], float]
+
+
+# -- what is compared ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """The settings of a comparison; written to compare.json so that it can be rebuilt from there."""
+
+    optimizers: tuple[str, ...]
+    seeds: tuple[int, ...]
+    budget: int
+    direction: str
+    pop_size: int | None = None
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    max_failures: int = DEFAULT_MAX_FAILURES
+    target_fraction: float = DEFAULT_TARGET_FRACTION
+
+    def runs(self) -> list[tuple[str, int]]:
+        """Seed by seed, every optimizer at one seed before the next seed starts.
+
+        An interrupted comparison then holds whole seeds, which the paired test needs.
+        """
+        return [(optimizer, seed) for seed in self.seeds for optimizer in self.optimizers]
+
+    def check(self, space: SearchSpace) -> None:
+        """Every check that must pass before the comparison directory is made."""
+        from hho_tune.api import validate_run_settings
+        from hho_tune.optimizers.base import OptimizerSettings, make
+
+        check_optimizer_names(self.optimizers)
+        check_seeds(self.seeds)
+        if not 0 < self.target_fraction <= 1:
+            raise UsageError(f"--target-fraction must be in (0, 1], got {self.target_fraction}")
+        if self.max_failures < 1:
+            raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        for name in self.optimizers:
+            validate_run_settings(optimizer=name, budget=self.budget, direction=self.direction, pop_size=self.pop_size)
+        for name in self.optimizers:
+            # Building each once catches what a name check cannot: optuna:NoSuchSampler,
+            # mealpy:GWO.NoSuchClass, a sampler that cannot search this space.
+            settings = OptimizerSettings(space=space, seed=self.seeds[0], budget=self.budget,
+                                         pop_size=self.pop_size, options=dict(self.optimizer_options))
+            make(name, settings).close()
+
+    def to_dict(self) -> dict[str, Any]:
+        document = asdict(self)
+        document.update(optimizers=list(self.optimizers), seeds=list(self.seeds),
+                        optimizer_options=dict(self.optimizer_options))
+        return document
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> ComparisonPlan:
+        return cls(
+            optimizers=tuple(document["optimizers"]),
+            seeds=tuple(int(s) for s in document["seeds"]),
+            budget=int(document["budget"]),
+            direction=document["direction"],
+            pop_size=document.get("pop_size"),
+            optimizer_options=dict(document.get("optimizer_options") or {}),
+            max_failures=int(document.get("max_failures", DEFAULT_MAX_FAILURES)),
+            target_fraction=float(document.get("target_fraction", DEFAULT_TARGET_FRACTION)),
+        )
+
+
+def parse_optimizer_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if any(not name for name in names):
+        raise UsageError(f"--optimizers must be names separated by commas, like hho,tpe,random; got {text!r}")
+    check_optimizer_names(names)
+    return names
+
+
+def check_optimizer_names(names: Sequence[str]) -> None:
+    from hho_tune.optimizers.base import check_name
+
+    if not names:
+        raise UsageError("--optimizers names no optimizer")
+    for name in names:
+        if names.count(name) > 1:
+            raise UsageError(f"--optimizers names {name!r} twice; each optimizer runs once per seed")
+        check_name(name)
+
+
+def check_seeds(seeds: Sequence[int]) -> None:
+    if not seeds:
+        raise UsageError("a comparison needs at least one seed")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise UsageError(f"seeds must be whole numbers >= 0, got {seed!r}")
+        if seeds.count(seed) > 1:
+            raise UsageError(f"seed {seed} is given twice")
+
+
+def run_label(optimizer: str, seed: int) -> str:
+    """``optuna:CmaEsSampler`` at seed 2 -> ``optuna-CmaEsSampler-s2``: a safe directory name."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', optimizer)}-s{seed}"
+
+
+def objective_for_seed(objective: Objective, seed: int) -> Objective:
+    """An objective that trains with a seed offers ``with_seed``; a plain function has no seed of its own."""
+    with_seed = getattr(objective, "with_seed", None)
+    return with_seed(seed) if callable(with_seed) else objective
+
+
+# -- running ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    directory: Path
+    plan: ComparisonPlan
+    curves: tuple[RunCurve, ...]  # finished runs, in plan order
+    stats: ComparisonStats
+
+
+def compare(
+    objective: Objective,
+    space: SearchSpace,
+    *,
+    optimizers: Iterable[str] = DEFAULT_OPTIMIZERS,
+    seeds: Iterable[int] = range(DEFAULT_SEEDS),
+    budget: int = 30,
+    direction: str | None = None,
+    out: str | Path = "results",
+    name: str | None = None,
+    pop_size: int | None = None,
+    optimizer_options: Mapping[str, Any] | None = None,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+    target_fraction: float = DEFAULT_TARGET_FRACTION,
+    console: Console | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads_per_worker: int | None = None,
+) -> ComparisonResult:
+    """Run each optimizer once per seed with ``budget`` evaluations, then summarise.
+
+    Everything goes to ``out/compare-<time>/`` (or ``out/name``). ``console``: where progress
+    is printed (None: quiet). ``workers``, ``scheduler``, ``threads_per_worker``: as for
+    :func:`hho_tune.tune`, for every run (the runs themselves go one after another).
+    """
+    from hho_tune.api import objective_name, package_versions
+
+    plan = ComparisonPlan(
+        optimizers=tuple(optimizers), seeds=tuple(seeds), budget=budget,
+        direction=direction or getattr(objective, "direction", "maximize"), pop_size=pop_size,
+        optimizer_options=dict(optimizer_options or {}), max_failures=max_failures, target_fraction=target_fraction,
+    )
+    plan.check(space)
+    directory = new_comparison_dir(Path(out), name)
+    fidelity = getattr(objective, "fidelity", None)
+    document: dict[str, Any] = {
+        "comparison_id": directory.name,
+        "status": "running",
+        "objective": objective_name(objective),
+        **plan.to_dict(),
+        "fidelity": dict(fidelity()) if callable(fidelity) else {},
+        "space": space.to_dict(),
+        "arguments": dict(arguments or {}),
+        "versions": package_versions(),
+        "parallel": {"workers": workers, "scheduler": scheduler, "threads_per_worker": threads_per_worker},
+        "timings": {"started": utc_now()},
+    }
+    write_json(directory / COMPARE_FILE, document)
+    started = time.perf_counter()
+    try:
+        run_unfinished(directory, objective, space, plan, console=console, workers=workers, scheduler=scheduler,
+                       threads_per_worker=threads_per_worker)
+    except KeyboardInterrupt:
+        finished = write_curves(directory, load_curves(directory, plan))
+        document["status"] = "interrupted"
+        document["timings"].update(finished=utc_now(), seconds=round(time.perf_counter() - started, 3))
+        write_json(directory / COMPARE_FILE, document)
+        if console is not None:
+            console.print(f"comparison interrupted: {len(finished)} of {len(plan.runs())} runs finished, kept in "
+                          f"{directory} (curves.csv has them; the run cut short is left out). "
+                          f"Resume with: hho-tune compare --resume {directory}", highlight=False)
+        # A plain interrupt: the hint to resume the one run cut short would not resume the comparison.
+        raise KeyboardInterrupt from None
+    document["status"] = "finished"
+    document["timings"].update(finished=utc_now(), seconds=round(time.perf_counter() - started, 3))
+    write_json(directory / COMPARE_FILE, document)
+    return summarise(directory)
+
+
+def resume_comparison(
+    directory: Path, objective: Objective, *, console: Console | None,
+    workers: int | None = None, scheduler: str | None = None, threads_per_worker: int | None = None,
+) -> ComparisonResult:
+    """Finish an interrupted comparison: its unfinished runs (cut-short ones resumed), then the summary."""
+    document = read_comparison(directory)
+    plan = ComparisonPlan.from_dict(document)
+    space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(directory)))
+    document["status"] = "running"
+    document.setdefault("resumes", []).append(utc_now())
+    write_json(directory / COMPARE_FILE, document)
+    started = time.perf_counter()
+    try:
+        run_unfinished(directory, objective, space, plan, console=console, workers=workers, scheduler=scheduler,
+                       threads_per_worker=threads_per_worker)
+    except KeyboardInterrupt:
+        write_curves(directory, load_curves(directory, plan))
+        document["status"] = "interrupted"
+        write_json(directory / COMPARE_FILE, document)
+        if console is not None:
+            console.print(f"comparison interrupted again; resume with: hho-tune compare --resume {directory}")
+        raise KeyboardInterrupt from None
+    document["status"] = "finished"
+    document["timings"].update(finished=utc_now(), resumed_seconds=round(time.perf_counter() - started, 3))
+    write_json(directory / COMPARE_FILE, document)
+    return summarise(directory)
+
+
+def read_comparison(directory: Path) -> dict[str, Any]:
+    """compare.json, or a one-line UsageError saying why the directory is not a comparison."""
+    path = directory / COMPARE_FILE
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such comparison directory")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        ComparisonPlan.from_dict(document)
+        document["space"]["parameters"]
+    except FileNotFoundError:
+        raise UsageError(f"{directory}: not a comparison directory (no {COMPARE_FILE})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    return document
+
+
+def new_comparison_dir(root: Path, name: str | None) -> Path:
+    """``root/name``, or a fresh ``root/compare-<time>``; never an existing directory."""
+    if name is not None:
+        check_comparison_name(root, name)
+    check_writable(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{root}: cannot create output directory ({exc.strerror})") from None
+    base = name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1 if name else 1000):
+        candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"{candidate}: cannot create the comparison directory ({exc.strerror})") from None
+        (candidate / RUNS_DIR).mkdir()
+        return candidate
+    raise UsageError(f"{root / base}: comparison directory already exists")
+
+
+def check_comparison_name(root: Path, name: str) -> None:
+    if not name or name in {".", ".."} or "/" in name or "\\" in name:
+        raise UsageError(f"--name must be a plain directory name, got {name!r}")
+    if (root / name).exists():
+        raise UsageError(f"{root / name}: comparison directory already exists")
+
+
+def run_unfinished(
+    directory: Path, objective: Objective, space: SearchSpace, plan: ComparisonPlan, *, console: Console | None,
+    workers: int | None = None, scheduler: str | None = None, threads_per_worker: int | None = None,
+) -> None:
+    """Every run of the plan whose run.json does not say "finished"; curves.csv after each.
+
+    A run cut short (Ctrl-C, a kill) is resumed, not started again: its finished trials are
+    replayed, so it ends as it would have without the interruption.
+    """
+    from hho_tune.api import resume, tune
+    from hho_tune.display import ProgressPrinter, format_seconds
+
+    runs = plan.runs()
+    pending = [(opt, seed) for opt, seed in runs if not run_finished(directory / RUNS_DIR / run_label(opt, seed))]
+    started = time.perf_counter()
+    for done, (optimizer, seed) in enumerate(pending):
+        index = runs.index((optimizer, seed)) + 1
+        if console is not None:
+            left = ""
+            if done:
+                per_run = (time.perf_counter() - started) / done
+                left = f"; ~{format_seconds(per_run * (len(pending) - done))} left in the comparison"
+            console.print(f"[bold]run {index} of {len(runs)}: {optimizer}, seed {seed}[/bold]{left}")
+        label = f"[{optimizer} s{seed}]"
+        listeners = [ProgressPrinter(console, label=label)] if console is not None else []
+        run_dir = directory / RUNS_DIR / run_label(optimizer, seed)
+        if (run_dir / RUN_FILE).exists():
+            result = resume(run_dir, objective_for_seed(objective, seed), listeners=listeners, workers=workers,
+                            scheduler=scheduler, threads_per_worker=threads_per_worker)
+            write_curves(directory, load_curves(directory, plan))
+            continue
+        result = tune(
+            objective_for_seed(objective, seed), space, optimizer=optimizer, budget=plan.budget, seed=seed,
+            direction=plan.direction, out=directory / RUNS_DIR, pop_size=plan.pop_size,
+            optimizer_options=plan.optimizer_options, max_failures=plan.max_failures, listeners=listeners,
+            arguments={"comparison": directory.name}, run_dir=run_dir,
+            workers=workers, scheduler=scheduler, threads_per_worker=threads_per_worker,
+        )
+        write_curves(directory, load_curves(directory, plan))
+        if console is not None:
+            best = "no result" if result.best is None else f"best {result.best.value:.6g}"
+            console.print(f"{optimizer} s{seed}: {best} after {result.outcome.evaluations} evaluations, "
+                          f"{format_seconds(result.outcome.seconds)}; stopped: {result.outcome.stop_reason}")
+
+
+def run_finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8")).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+# -- summarising from the files --------------------------------------------------------------
+
+def read_plan(directory: Path) -> ComparisonPlan:
+    path = directory / COMPARE_FILE
+    try:
+        return ComparisonPlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UsageError(f"{directory}: not a comparison directory (no {COMPARE_FILE})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def load_curves(directory: Path, plan: ComparisonPlan) -> list[RunCurve]:
+    """The finished runs under ``runs/``, in plan order; unfinished and foreign runs are left out."""
+    order = {run: position for position, run in enumerate(plan.runs())}
+    curves = []
+    for run_file in (directory / RUNS_DIR).glob(f"*/{RUN_FILE}"):
+        run = json.loads(run_file.read_text(encoding="utf-8"))
+        if run.get("status") == "finished" and (run.get("optimizer"), run.get("seed")) in order:
+            curves.append(curve_from_run(run, read_trials(run_file.parent)))
+    return sorted(curves, key=lambda c: order[(c.optimizer, c.seed)])
+
+
+def curve_from_run(run: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> RunCurve:
+    """A run.json and its trials.csv rows -> the record the statistics work on."""
+    values = tuple(float(r["value"]) if r["state"] == "COMPLETE" and r["value"] else None for r in rows)
+    elapsed: tuple[float, ...] = ()
+    if rows:
+        origin = datetime.fromisoformat(rows[0]["datetime_start"])
+        elapsed = tuple((datetime.fromisoformat(r["datetime_complete"]) - origin).total_seconds() for r in rows)
+    wall = (run.get("timings") or {}).get("seconds")
+    return RunCurve(
+        optimizer=run["optimizer"], seed=int(run["seed"]), direction=run["direction"], values=values,
+        elapsed=elapsed, wall_seconds=float(wall) if wall is not None else (elapsed[-1] if elapsed else 0.0),
+    )
+
+
+def write_curves(directory: Path, curves: Sequence[RunCurve]) -> list[RunCurve]:
+    with atomic_write(directory / CURVES_FILE) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CURVE_COLUMNS)
+        for curve in curves:
+            for number, (value, best, elapsed) in enumerate(
+                zip(curve.values, curve.best_so_far, curve.elapsed, strict=True), start=1
+            ):
+                writer.writerow([curve.optimizer, curve.seed, number, _cell(value), _cell(best), f"{elapsed:.3f}"])
+    return list(curves)
+
+
+def summarise(directory: Path) -> ComparisonResult:
+    """Rebuild curves.csv, summary.csv, pairwise.csv and the plots from compare.json and runs/."""
+    from hho_tune.plots import plot_best_vs_evaluations, plot_best_vs_time
+
+    plan = read_plan(directory)
+    curves = load_curves(directory, plan)
+    write_curves(directory, curves)
+    stats = compare_runs(curves, plan.optimizers, direction=plan.direction, target_fraction=plan.target_fraction)
+    _write_rows(directory / SUMMARY_FILE, SUMMARY_COLUMNS, [
+        {**{column: _cell(getattr(row, column, None)) for column in SUMMARY_COLUMNS},
+         "target": _cell(stats.target.value if stats.target else None)}
+        for row in stats.optimizers
+    ])
+    _write_rows(directory / PAIRWISE_FILE, PAIRWISE_COLUMNS, [
+        {**{column: _cell(getattr(pair, column, None)) for column in PAIRWISE_COLUMNS},
+         "p_holm": _cell(pair.p_adjusted), "significant": pair.significant, "verdict": pair.verdict}
+        for pair in stats.pairs
+    ])
+    if curves:
+        plot_best_vs_evaluations(curves, plan.optimizers, plan.direction, directory / EVALUATIONS_PLOT)
+        plot_best_vs_time(curves, plan.optimizers, plan.direction, directory / TIME_PLOT)
+    return ComparisonResult(directory=directory, plan=plan, curves=tuple(curves), stats=stats)
+
+
+def _write_rows(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    with atomic_write(path) as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _cell(value: Any) -> str:
+    """Floats in full (repr), so files reproduce the numbers exactly; None as an empty cell."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+# -- what a person sees ----------------------------------------------------------------------
+
+def _number(value: float | None, spec: str = ".4g") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def comparison_table(result: ComparisonResult) -> Table:
+    stats, plan = result.stats, result.plan
+    better = "higher" if plan.direction == "maximize" else "lower"
+    runs = len(result.curves)
+    table = Table(title=f"final best of {runs} run{'s' if runs != 1 else ''}, {plan.budget} evaluations each "
+                        f"({better} is better)", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table.add_column("optimizer", no_wrap=True)
+    for header in ("runs", "mean", "std", "median", "rank", "to target", "reached", "time/run"):
+        table.add_column(header, justify="right")
+    for row in stats.optimizers:
+        table.add_row(
+            row.optimizer, str(row.runs), _number(row.best_mean), _number(row.best_std, ".2g"),
+            _number(row.best_median), _number(row.mean_rank, ".2f"), _number(row.expected_evaluations_to_target, ".1f"),
+            f"{row.runs_reaching_target}/{row.runs}", _duration(row.wall_seconds),
+        )
+    return table
+
+
+def _duration(seconds: float) -> str:
+    from hho_tune.display import format_seconds
+
+    return f"{seconds:.2f}s" if seconds < 60 else format_seconds(seconds)
+
+
+def _print_unsqueezed(console: Console, table: Table) -> None:
+    """Piped to a file or a log, a console is 80 columns wide: print the table whole, not squeezed."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    probe = Console(width=1000, file=io.StringIO(), color_system=None)
+    probe.print(table)
+    needed = max(len(line) for line in probe.file.getvalue().splitlines())
+    saved = console.width
+    console.width = max(saved, needed)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
+
+
+def print_comparison(console: Console, result: ComparisonResult) -> None:
+    stats = result.stats
+    _print_unsqueezed(console, comparison_table(result))
+    console.print("rank: mean rank over seeds (1 = best); time/run: mean wall time of a run.", highlight=False)
+    if stats.target is not None:
+        target = stats.target
+        console.print(
+            f"to target: evaluations to reach {target.value:.6g}, {target.fraction:.0%} of the way from the median "
+            f"evaluation ({target.reference:.6g}) to the best found by anyone ({target.best:.6g}): all runs' "
+            "evaluations until they got there (a run that did not: its whole budget) over the runs that did.",
+            highlight=False,
+        )
+    if stats.pairs:
+        console.print("paired tests (Wilcoxon signed-rank on final bests, paired by seed):", highlight=False)
+        for pair in stats.pairs:
+            console.print(f"  {pair.verdict}", highlight=False)
+        if stats.power_note:
+            console.print(f"  {stats.power_note}", highlight=False)
+    console.print(f"results: {result.directory}", highlight=False)
+
+
+# -- the command -----------------------------------------------------------------------------
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, like 3,5,9; got {text!r}") from None
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def build_compare_parser() -> argparse.ArgumentParser:
+    from hho_tune.cli import _Parser, _positive_int, add_search_arguments
+
+    parser = _Parser(
+        prog="hho-tune compare",
+        description="Run several optimizers on one objective, each once per seed with the same budget, "
+                    "and compare them: curves, a summary table, plots and paired tests.",
+    )
+    add_search_arguments(parser)
+    parser.add_argument("--optimizers", default=",".join(DEFAULT_OPTIMIZERS),
+                        help="comma-separated optimizer names (default hho,tpe,random)")
+    seeds = parser.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_positive_int, default=None,
+                       help=f"run seeds 0..K-1 (default {DEFAULT_SEEDS})")
+    seeds.add_argument("--seed-list", type=_seed_list, default=None, help="run these seeds, e.g. 3,5,9")
+    parser.add_argument("--target-fraction", type=_fraction, default=DEFAULT_TARGET_FRACTION,
+                        help="'evals to target' counts evaluations until a run is this fraction of the way from "
+                             f"the median evaluation to the best anyone found (default {DEFAULT_TARGET_FRACTION})")
+    parser.add_argument("--name", default=None, help="comparison directory under --out (default compare-<time>)")
+    parser.add_argument("--resume", metavar="COMPARISON_DIR", default=None,
+                        help="finish an interrupted comparison with its original settings")
+    return parser
+
+
+# Flags that may accompany --resume only with the comparison's own value.
+_COMPARISON_DEFINING_FLAGS = ("budget", "space", "out", "epochs", "train_size", "data", "objective", "direction",
+                              "pop_size", "tpe_startup", "max_failures", "optimizers", "seeds", "seed_list",
+                              "target_fraction", "name")
+
+
+def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: Console) -> int:
+    from hho_tune.cli import explicit_arguments, prepare_search
+
+    directory = Path(args.resume)
+    document = read_comparison(directory)
+    stored = document.get("arguments") or {}
+    typed = explicit_arguments(build_compare_parser(), argv)
+    for flag in _COMPARISON_DEFINING_FLAGS:
+        if flag in typed and json.loads(json.dumps(typed[flag])) != stored.get(flag):
+            raise UsageError(f"--resume {directory}: --{flag.replace('_', '-')} {typed[flag]} contradicts the "
+                             f"comparison's {stored.get(flag)!r}; leave it out to continue with its settings")
+    if document.get("status") == "finished":
+        console.print(f"{directory}: already finished; its summary:")
+        print_comparison(console, summarise(directory))
+        return 0
+    plan = ComparisonPlan.from_dict(document)
+    original = argparse.Namespace(**{**vars(build_compare_parser().parse_args([])), **stored, "threads": args.threads})
+    objective, _ = prepare_search(original, seed=plan.seeds[0])
+    console.print(f"hho-tune compare: resuming {directory}", highlight=False)
+    result = resume_comparison(directory, objective, console=console, workers=args.workers, scheduler=args.scheduler,
+                               threads_per_worker=args.threads)
+    print_comparison(console, result)
+    return 0
+
+
+def run_compare_command(argv: Sequence[str], console: Console) -> int:
+    from hho_tune.cli import optimizer_options, prepare_search
+
+    args = build_compare_parser().parse_args(argv)
+    if args.resume:
+        return run_compare_resume(args, argv, console)
+    optimizers = parse_optimizer_list(args.optimizers)
+    seeds = args.seed_list if args.seed_list is not None else tuple(range(args.seeds or DEFAULT_SEEDS))
+    check_seeds(seeds)
+    out = Path(args.out)
+    check_writable(out)
+    if args.name is not None:
+        check_comparison_name(out, args.name)
+    # Checked before the objective is built: the LSTM's data and TensorFlow take seconds to load.
+    objective, space = prepare_search(args, seed=seeds[0])
+    console.print(f"hho-tune compare: {', '.join(optimizers)} x seeds {', '.join(map(str, seeds))}, "
+                  f"budget {args.budget}, space {space.source}", highlight=False)
+    result = compare(
+        objective, space, optimizers=optimizers, seeds=seeds, budget=args.budget, direction=args.direction,
+        out=out, name=args.name, pop_size=args.pop_size, optimizer_options=optimizer_options(args),
+        max_failures=args.max_failures, target_fraction=args.target_fraction, console=console,
+        arguments={k: v for k, v in vars(args).items() if k != "resume"}, workers=args.workers,
+        scheduler=args.scheduler, threads_per_worker=args.threads,
+    )
+    print_comparison(console, result)
+    return 0

@@ -1,0 +1,314 @@
+"""The numbers of a comparison: final bests, ranks, evaluations to a target, paired tests.
+
+Pure functions over :class:`RunCurve` records (no files, no printing), so that each one
+can be checked by hand on a small case. What the numbers mean:
+
+* **final best**: the best value a run found within its budget;
+* **mean rank**: at each seed the optimizers are ranked by final best (1 = best, ties share
+  the average rank), then the ranks are averaged over the seeds every optimizer ran;
+* **evaluations to target**: the first evaluation at which a run's best so far reached the
+  target, a ``fraction`` of the way from the median of all evaluations (a typical
+  configuration) to the best value anyone found. Defined on the gap rather than as
+  ``fraction * best`` so that it means the same for minimized objectives whose optimum is 0.
+  Runs that never get there are counted by COCO's *expected running time*: all evaluations
+  spent by all runs (a run that missed spends its whole budget) divided by the runs that
+  reached the target. A mean over only the successful runs would flatter an optimizer that
+  succeeded once, early;
+* **paired test**: the Wilcoxon signed-rank test on final bests paired by seed (seed k
+  trains with the same seed for every optimizer), p-values Holm-adjusted across pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+SIGNIFICANCE_LEVEL = 0.05
+
+
+@dataclass(frozen=True)
+class RunCurve:
+    """One run of one optimizer at one seed, in evaluation order."""
+
+    optimizer: str
+    seed: int
+    direction: str
+    values: tuple[float | None, ...]  # None: a failed evaluation
+    elapsed: tuple[float, ...]  # seconds from the start of the first evaluation to the end of each
+    wall_seconds: float  # the whole run, the optimizer's own time included
+
+    @property
+    def best_so_far(self) -> tuple[float | None, ...]:
+        return best_so_far(self.values, self.direction)
+
+    @property
+    def final_best(self) -> float | None:
+        return self.best_so_far[-1] if self.values else None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for v in self.values if v is None)
+
+
+def is_better(a: float, b: float, direction: str) -> bool:
+    return a > b if direction == "maximize" else a < b
+
+
+def best_so_far(values: Sequence[float | None], direction: str) -> tuple[float | None, ...]:
+    """The running best; None until the first evaluation that did not fail."""
+    best: float | None = None
+    running = []
+    for value in values:
+        if value is not None and (best is None or is_better(value, best, direction)):
+            best = value
+        running.append(best)
+    return tuple(running)
+
+
+def rank_at_one_seed(finals: Mapping[str, float | None], direction: str) -> dict[str, float]:
+    """1 for the best, ties share the average of their ranks, a run with no result ranks last."""
+    worst = -math.inf if direction == "maximize" else math.inf
+    keyed = {name: worst if value is None else value for name, value in finals.items()}
+    ranks: dict[str, float] = {}
+    for name, value in keyed.items():
+        better = sum(1 for other in keyed.values() if is_better(other, value, direction))
+        equal = sum(1 for other in keyed.values() if other == value)
+        ranks[name] = better + (equal + 1) / 2
+    return ranks
+
+
+def mean_ranks(finals: Mapping[str, Mapping[int, float | None]], direction: str) -> dict[str, float | None]:
+    """Each optimizer's rank averaged over the seeds that every optimizer ran (None if there are none)."""
+    common = set.intersection(*(set(by_seed) for by_seed in finals.values())) if finals else set()
+    if not common:
+        return {name: None for name in finals}
+    totals = dict.fromkeys(finals, 0.0)
+    for seed in common:
+        for name, rank in rank_at_one_seed({n: finals[n][seed] for n in finals}, direction).items():
+            totals[name] += rank
+    return {name: total / len(common) for name, total in totals.items()}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The value a run must reach to count as having 'got there'."""
+
+    fraction: float
+    reference: float  # median of every completed evaluation of every run: a typical configuration
+    best: float  # the best value any run found
+    value: float
+
+
+def target_for(curves: Sequence[RunCurve], fraction: float, direction: str) -> Target | None:
+    """``fraction`` of the way from the median evaluation to the best anyone found (None: no result at all)."""
+    values = [v for curve in curves for v in curve.values if v is not None]
+    if not values:
+        return None
+    best = max(values) if direction == "maximize" else min(values)
+    reference = float(np.median(values))
+    value = best if fraction >= 1 else reference + fraction * (best - reference)
+    return Target(fraction=fraction, reference=reference, best=best, value=value)
+
+
+def evaluations_to_reach(curve: RunCurve, target: float) -> int | None:
+    """The 1-based number of the first evaluation whose best so far reached ``target``; None if none did."""
+    for number, best in enumerate(curve.best_so_far, start=1):
+        if best is not None and (best == target or is_better(best, target, curve.direction)):
+            return number
+    return None
+
+
+@dataclass(frozen=True)
+class OptimizerSummary:
+    """One row of summary.csv."""
+
+    optimizer: str
+    runs: int
+    evaluations: float  # mean per run: the budget, unless a run stopped early
+    failed: int  # failed evaluations, all runs together
+    best_mean: float | None
+    best_std: float | None  # sample standard deviation over seeds (None with one run)
+    best_median: float | None
+    mean_rank: float | None
+    evaluations_to_target: float | None  # mean over the runs that reached the target
+    expected_evaluations_to_target: float | None  # COCO's expected running time; None when no run reached it
+    runs_reaching_target: int
+    wall_seconds: float  # mean per run
+
+
+def summarise_optimizer(
+    name: str, curves: Sequence[RunCurve], *, mean_rank: float | None, target: Target | None,
+) -> OptimizerSummary:
+    finals = [c.final_best for c in curves if c.final_best is not None]
+    to_target = [evaluations_to_reach(c, target.value) if target else None for c in curves]
+    reached = [n for n in to_target if n is not None]
+    spent = sum(len(c.values) if n is None else n for c, n in zip(curves, to_target, strict=True))
+    return OptimizerSummary(
+        optimizer=name,
+        runs=len(curves),
+        evaluations=statistics.fmean(len(c.values) for c in curves) if curves else 0.0,
+        failed=sum(c.failed for c in curves),
+        best_mean=statistics.fmean(finals) if finals else None,
+        best_std=statistics.stdev(finals) if len(finals) > 1 else None,
+        best_median=statistics.median(finals) if finals else None,
+        mean_rank=mean_rank,
+        evaluations_to_target=statistics.fmean(reached) if reached else None,
+        expected_evaluations_to_target=spent / len(reached) if reached else None,
+        runs_reaching_target=len(reached),
+        wall_seconds=statistics.fmean(c.wall_seconds for c in curves) if curves else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Wilcoxon signed-rank test of two optimizers' final bests, paired by seed."""
+
+    first: str
+    second: str
+    seeds: int  # seeds at which both have a final best
+    first_better: int
+    second_better: int
+    ties: int
+    median_improvement: float | None  # median over seeds of how much better ``first`` did (negative: worse)
+    rank_sum_first: float  # signed-rank sums over the seeds that differ; the test's statistic is the smaller
+    rank_sum_second: float
+    p_value: float | None  # None: no seed differs, there is nothing to test
+    p_adjusted: float | None  # Holm-adjusted over all tested pairs of the comparison
+    pairs: int  # how many pairs the adjustment covers
+
+    @property
+    def smallest_possible_p(self) -> float:
+        """The exact two-sided test's floor with this many differing seeds: all of them on one side."""
+        return smallest_possible_p(self.first_better + self.second_better)
+
+    @property
+    def significant(self) -> bool:
+        return self.p_adjusted is not None and self.p_adjusted < SIGNIFICANCE_LEVEL
+
+    @property
+    def verdict(self) -> str:
+        """One sentence a person can act on."""
+        a, b = self.first, self.second
+        if self.seeds == 0:
+            return f"{a} vs {b}: no seed where both found a value; nothing to test."
+        if self.p_value is None:
+            return f"{a} vs {b}: the same final best at all {self.seeds} seeds; no difference."
+        counts = f"{a} better at {self.first_better}, {b} at {self.second_better}"
+        counts += f", equal at {self.ties}" if self.ties else ""
+        counts += f" of {self.seeds} seeds"
+        p_text = f"p = {self.p_value:.3g}"
+        if self.pairs > 1:
+            p_text += f", {self.p_adjusted:.3g} after Holm's correction for {self.pairs} pairs"
+        if self.significant:
+            winner, loser = (a, b) if self.rank_sum_first > self.rank_sum_second else (b, a)
+            return f"{winner} beats {loser} ({counts}; Wilcoxon {p_text}): significant at the 5% level."
+        return f"{a} vs {b}: no significant difference at {self.seeds} seeds ({counts}; Wilcoxon {p_text})."
+
+
+def smallest_possible_p(differing_seeds: int) -> float:
+    """2 / 2^n: the exact two-sided Wilcoxon p-value when all n differences have the same sign."""
+    return min(1.0, 2.0 / 2**differing_seeds)
+
+
+def seeds_needed(pairs: int, level: float = SIGNIFICANCE_LEVEL) -> int:
+    """The fewest seeds at which a pair can be significant after Holm's correction for ``pairs`` pairs."""
+    n = 1
+    while max(pairs, 1) * smallest_possible_p(n) >= level:
+        n += 1
+    return n
+
+
+def paired_test(
+    first: str,
+    second: str,
+    first_finals: Mapping[int, float | None],
+    second_finals: Mapping[int, float | None],
+    direction: str,
+) -> PairedTest:
+    """The test on seeds where both have a value; zero differences are dropped (Wilcoxon's own rule)."""
+    from scipy.stats import rankdata, wilcoxon
+
+    seeds = sorted(s for s in set(first_finals) & set(second_finals)
+                   if first_finals[s] is not None and second_finals[s] is not None)
+    sign = 1.0 if direction == "maximize" else -1.0
+    improvements = np.array([sign * (first_finals[s] - second_finals[s]) for s in seeds], dtype=float)
+    nonzero = improvements[improvements != 0]
+    ranks = rankdata(np.abs(nonzero))  # ties share the average rank
+    p_value = None
+    if len(nonzero):
+        # scipy uses the exact null distribution for small samples and exhaustive permutations
+        # when differences tie, so the p-value is honest at 3 to 13 seeds.
+        p_value = float(wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue)
+    return PairedTest(
+        first=first, second=second, seeds=len(seeds),
+        first_better=int(np.sum(nonzero > 0)), second_better=int(np.sum(nonzero < 0)),
+        ties=len(seeds) - len(nonzero),
+        median_improvement=float(np.median(improvements)) if len(seeds) else None,
+        rank_sum_first=float(ranks[nonzero > 0].sum()), rank_sum_second=float(ranks[nonzero < 0].sum()),
+        p_value=p_value, p_adjusted=p_value, pairs=1,
+    )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: holds the chance of any false 'significant' among the pairs at 5%."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for step, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - step) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def paired_tests(finals: Mapping[str, Mapping[int, float | None]], direction: str) -> list[PairedTest]:
+    """Every pair, in the order the optimizers were given, Holm-adjusted together."""
+    tests = [paired_test(a, b, finals[a], finals[b], direction) for a, b in itertools.combinations(finals, 2)]
+    tested = [i for i, t in enumerate(tests) if t.p_value is not None]
+    for i, p_adjusted in zip(tested, holm([tests[i].p_value for i in tested]), strict=True):
+        tests[i] = replace(tests[i], p_adjusted=p_adjusted, pairs=len(tested))
+    return tests
+
+
+@dataclass(frozen=True)
+class ComparisonStats:
+    direction: str
+    target: Target | None
+    optimizers: tuple[OptimizerSummary, ...]
+    pairs: tuple[PairedTest, ...]
+
+    @property
+    def power_note(self) -> str | None:
+        """Said once when no pair could have been significant, whatever the optimizers had done."""
+        tested = [t for t in self.pairs if t.p_value is not None]
+        if not tested:
+            return None
+        differing = max(t.first_better + t.second_better for t in tested)
+        floor = smallest_possible_p(differing) * len(tested)
+        if floor < SIGNIFICANCE_LEVEL:
+            return None
+        correction = f" and Holm's correction for {len(tested)} pairs" if len(tested) > 1 else ""
+        return (
+            f"With {differing} seeds{correction} the smallest p-value possible is {min(floor, 1.0):.3g}: "
+            f"no pair could have been significant at 5%. Tell optimizers apart with at least "
+            f"{seeds_needed(len(tested))} seeds."
+        )
+
+
+def compare_runs(
+    curves: Sequence[RunCurve], optimizers: Sequence[str], *, direction: str, target_fraction: float,
+) -> ComparisonStats:
+    """Everything summary.csv, pairwise.csv and the printed table hold, from the runs alone."""
+    by_optimizer = {name: [c for c in curves if c.optimizer == name] for name in optimizers}
+    finals = {name: {c.seed: c.final_best for c in runs} for name, runs in by_optimizer.items()}
+    ranks = mean_ranks(finals, direction)
+    target = target_for(curves, target_fraction, direction)
+    summaries = tuple(
+        summarise_optimizer(name, runs, mean_rank=ranks[name], target=target) for name, runs in by_optimizer.items()
+    )
+    return ComparisonStats(direction=direction, target=target, optimizers=summaries,
+                           pairs=tuple(paired_tests(finals, direction)))
