@@ -1,0 +1,218 @@
+"""``hho-tune export RUN_DIR``: a run's best configuration(s) as JSON that ``hho-tune train`` reads.
+
+An exported configuration carries everything a final training needs (the full parameters,
+fixed ones included, the seed and the data file) and everything needed to judge it later:
+the validation score and the fidelity it was measured at, the optimizer, the search space,
+the package versions, the run and the trial it came from.
+
+File format: with ``--top 1`` (the default) the file is one configuration object; with
+``--top K`` it is ``{"format": ..., "configs": [...]}``, best first, each with its ``rank``.
+``hho-tune train`` reads either (``--rank N`` picks from a list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from hho_tune.errors import SearchSpaceError, UsageError
+from hho_tune.results import RUN_FILE, TRIALS_FILE, check_writable, read_trials, utc_now, write_json
+from hho_tune.space import SearchSpace
+
+EXPORT_FORMAT = "hho-tune-config/1"
+DEFAULT_EXPORT_FILE = "best.json"
+
+
+@dataclass(frozen=True)
+class ExportedConfig:
+    """One configuration taken out of a run: what to train, and where and how it was found."""
+
+    rank: int
+    params: dict[str, Any]
+    validation_score: float
+    direction: str
+    objective: str
+    fidelity: dict[str, Any]
+    data: str | None
+    optimizer: str
+    seed: int
+    space: dict[str, Any]
+    versions: dict[str, str]
+    run_dir: str
+    run_id: str
+    run_status: str
+    trial: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": EXPORT_FORMAT, **asdict(self), "exported": utc_now()}
+
+
+def export_best(run_dir: str | Path, top: int = 1) -> list[ExportedConfig]:
+    """The ``top`` best completed trials of a run, best first (fewer if the run has fewer).
+
+    Ties go to the earlier trial, as on the leaderboard. Raises :class:`UsageError` for a
+    directory that is not a readable run, and for a run without a completed trial.
+    """
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    run_dir = Path(run_dir)
+    run = _read_run_document(run_dir)
+    space = _run_space(run_dir, run)
+    direction = run.get("direction", "maximize")
+    if direction not in ("maximize", "minimize"):
+        raise UsageError(f"{run_dir / RUN_FILE}: unknown direction {direction!r}")
+    if not (run_dir / TRIALS_FILE).is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no {TRIALS_FILE})")
+    try:
+        rows = read_trials(run_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{run_dir / TRIALS_FILE}: cannot read ({exc})") from None
+    completed = [t for t in (_completed_trial(row, space) for row in rows) if t is not None]
+    if not completed:
+        raise UsageError(f"{run_dir}: no completed trial to export ({len(rows)} trials recorded, none completed)")
+    sign = -1.0 if direction == "maximize" else 1.0
+    completed.sort(key=lambda t: (sign * t[1], t[0]))
+    fidelity = run.get("fidelity") if isinstance(run.get("fidelity"), Mapping) else {}
+    return [
+        ExportedConfig(
+            rank=rank,
+            params=space.full_params(params),
+            validation_score=value,
+            direction=direction,
+            objective=str(run.get("objective", "")),
+            fidelity=dict(fidelity),
+            data=_data_file(run),
+            optimizer=str(run.get("optimizer", "")),
+            seed=_seed(run_dir, run),
+            space=space.to_dict(),
+            versions=dict(run.get("versions") or {}),
+            run_dir=str(run_dir.absolute()),
+            run_id=str(run.get("run_id", run_dir.name)),
+            run_status=str(run.get("status", "")),
+            trial=number,
+        )
+        for rank, (number, value, params) in enumerate(completed[:top], start=1)
+    ]
+
+
+def export_document(configs: Sequence[ExportedConfig], *, as_list: bool) -> dict[str, Any]:
+    """One configuration object, or ``{"format", "configs": [...]}`` when a list was asked for."""
+    if not as_list:
+        return configs[0].to_dict()
+    return {"format": EXPORT_FORMAT, "configs": [c.to_dict() for c in configs]}
+
+
+def _read_run_document(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.exists():
+        raise UsageError(f"{run_dir}: no such run directory")
+    if not run_dir.is_dir() or not (run_dir / RUN_FILE).is_file():
+        raise UsageError(f"{run_dir}: not a run directory (no {RUN_FILE}; give a folder under results/)")
+    path = run_dir / RUN_FILE
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: corrupt run file (not valid JSON: {exc.msg} at line {exc.lineno})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("space"), Mapping):
+        raise UsageError(f"{path}: not an hho-tune run file (no search space recorded)")
+    return document
+
+
+def _run_space(run_dir: Path, run: Mapping[str, Any]) -> SearchSpace:
+    source = run["space"].get("source") or str(run_dir / RUN_FILE)
+    try:
+        return SearchSpace.from_dict(run["space"], source=str(source))
+    except SearchSpaceError as exc:
+        raise UsageError(f"corrupt run file: {exc}") from None
+
+
+def _completed_trial(row: Mapping[str, str], space: SearchSpace) -> tuple[int, float, dict[str, Any]] | None:
+    """(number, value, searched params) of a completed row; None for failed or half-written rows."""
+    if row.get("state") != "COMPLETE":
+        return None
+    try:
+        number = int(row["number"])
+        value = float(row["value"])
+        params = {
+            p.name: int(row[f"params_{p.name}"]) if p.kind == "int" else float(row[f"params_{p.name}"])
+            for p in space.params
+        }
+    except (KeyError, TypeError, ValueError):
+        return None  # a row a killed process left half-written
+    return (number, value, params) if math.isfinite(value) else None
+
+
+def _data_file(run: Mapping[str, Any]) -> str | None:
+    """The ``--data`` file the run used; None for the packaged MNIST (wherever it was installed)."""
+    arguments = run.get("arguments")
+    if isinstance(arguments, Mapping) and "data" in arguments:
+        return None if arguments["data"] is None else str(arguments["data"])
+    fidelity = run.get("fidelity")
+    data = fidelity.get("data") if isinstance(fidelity, Mapping) else None
+    if not data:
+        return None
+    from hho_tune.data import packaged_mnist_path
+
+    return None if Path(data).resolve() == packaged_mnist_path().resolve() else str(data)
+
+
+def _seed(run_dir: Path, run: Mapping[str, Any]) -> int:
+    seed = run.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise UsageError(f"{run_dir / RUN_FILE}: seed must be a whole number, got {seed!r}")
+    return seed
+
+
+def build_export_parser() -> argparse.ArgumentParser:
+    from hho_tune.cli import _Parser, _positive_int
+
+    parser = _Parser(
+        prog="hho-tune export",
+        description="Write a run's best configuration as JSON, ready for 'hho-tune train'.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, e.g. results/<run-id>")
+    parser.add_argument("--out", default=None, help=f"JSON file to write (default RUN_DIR/{DEFAULT_EXPORT_FILE})")
+    parser.add_argument("--top", type=_positive_int, default=1,
+                        help="export the K best configurations as a list (default 1: the best, as one object)")
+    return parser
+
+
+def run_export_command(argv: Sequence[str], console: Console) -> int:
+    from hho_tune.display import format_params
+
+    args = build_export_parser().parse_args(argv)
+    run_dir = Path(args.run_dir)
+    configs = export_best(run_dir, top=args.top)
+    out = Path(args.out) if args.out else run_dir / DEFAULT_EXPORT_FILE
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory; --out takes a file name")
+    check_writable(out.parent)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, export_document(configs, as_list=args.top > 1))
+
+    first = configs[0]
+    table = Table(title=f"{first.run_id}: best {len(configs)} ({first.objective}, {first.optimizer}, seed {first.seed})")
+    for column in ("rank", "trial", "validation score", "parameters"):
+        table.add_column(column)
+    for config in configs:
+        table.add_row(str(config.rank), str(config.trial), f"{config.validation_score:.4f}", format_params(config.params))
+    console.print(table)
+    if len(configs) < args.top:
+        console.print(f"note: the run has only {len(configs)} completed trials", highlight=False)
+    if first.run_status and first.run_status != "finished":
+        console.print(f"note: the run's status is {first.run_status!r}: these are the best of the trials it finished",
+                      highlight=False)
+    fidelity = ", ".join(f"{key} {value}" for key, value in first.fidelity.items() if key != "data")
+    console.print(f"scores are validation scores at the search's fidelity ({fidelity or 'unknown'})", highlight=False)
+    console.print(f"wrote {out}", highlight=False)
+    console.print(f"train it: hho-tune train {out}", highlight=False)
+    return 0
