@@ -106,12 +106,24 @@ def resolve_space_path(text: str) -> Path:
     path = Path(text)
     if path.exists() or path.suffix in {".yaml", ".yml"} or len(path.parts) > 1:
         return path
-    from importlib import resources
-
-    packaged = Path(str(resources.files("hho_tune.search_spaces").joinpath(f"{text}.yaml")))
+    packaged = packaged_spaces_dir() / f"{text}.yaml"
     if packaged.is_file():
         return packaged
     raise UsageError(f"{text}: no such search-space file or packaged space")
+
+
+def packaged_spaces_dir() -> Path:
+    """search_spaces/ as installed (hho_tune.search_spaces), or beside the package in a source tree.
+
+    The second case is ``python -m hho_tune.cli`` run from the repository root, where the
+    source package shadows the installed one and has no search_spaces subpackage.
+    """
+    from importlib import resources
+
+    try:
+        return Path(str(resources.files("hho_tune.search_spaces")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "search_spaces"
 
 
 def load_objective_function(spec: str) -> Callable[..., float]:

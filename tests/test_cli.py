@@ -121,3 +121,17 @@ def test_an_output_path_below_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     result = hho_tune("--objective", "hho_tune.benchmarks:sphere", "--out", "afile/results", cwd=tmp_path)
     assert result.returncode == 2 and "cannot be written" in result.stderr and "not a directory" in result.stderr
+
+
+def test_packaged_spaces_are_found_from_a_source_tree_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m hho_tune.cli` in the repository root imports the source package, which has no
+    hho_tune.search_spaces subpackage: the default space is then read from search_spaces/."""
+    from importlib import resources
+
+    from hho_tune import cli
+
+    def missing(name: str) -> None:
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(resources, "files", missing)
+    assert cli.resolve_space_path("lstm_mnist") == REPO / "search_spaces" / "lstm_mnist.yaml"
