@@ -46,15 +46,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None, help="keep the run directories here (default: a temp dir)")
     args = parser.parse_args()
     loadavg = Path("/proc/loadavg").read_text().split()[:3]
     print(f"load average at start: {' '.join(loadavg)}")
     times: dict[int, list[float]] = {1: [], 2: []}
     trials: dict[int, list] = {}
     with tempfile.TemporaryDirectory() as scratch:
+        root = args.out or Path(scratch)
         for repeat in range(args.repeats):
             for workers in (1, 2):
-                seconds, rows = run_once(workers, args, Path(scratch) / f"w{workers}-r{repeat}")
+                seconds, rows = run_once(workers, args, root / f"w{workers}-r{repeat}")
                 times[workers].append(seconds)
                 trials.setdefault(workers, rows)
                 print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s", flush=True)
