@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hho_tune.errors import UsageError
-from hho_tune.results import RUN_FILE, atomic_write, check_writable, read_trials, utc_now, write_json
+from hho_tune.results import RUN_FILE, atomic_write, check_writable, create_unique_dir, read_trials, utc_now, write_json
 from hho_tune.runner import DEFAULT_MAX_FAILURES
 from hho_tune.space import SearchSpace
 from hho_tune.stats import ComparisonStats, RunCurve, compare_runs
@@ -290,23 +290,12 @@ def new_comparison_dir(root: Path, name: str | None) -> Path:
     """``root/name``, or a fresh ``root/compare-<time>``; never an existing directory."""
     if name is not None:
         check_comparison_name(root, name)
-    check_writable(root)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"{root}: cannot create output directory ({exc.strerror})") from None
     base = name or f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    for attempt in range(1 if name else 1000):
-        candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise UsageError(f"{candidate}: cannot create the comparison directory ({exc.strerror})") from None
-        (candidate / RUNS_DIR).mkdir()
-        return candidate
-    raise UsageError(f"{root / base}: comparison directory already exists")
+    directory = create_unique_dir(root, base, attempts=1 if name else 1000, what="comparison directory")
+    if directory is None:
+        raise UsageError(f"{root / base}: comparison directory already exists")
+    (directory / RUNS_DIR).mkdir()
+    return directory
 
 
 def check_comparison_name(root: Path, name: str) -> None:

@@ -62,23 +62,30 @@ def check_writable(root: Path) -> None:
 
 def new_run_dir(root: Path, label: str) -> Path:
     """A fresh results/<run-id>/ directory; exclusive mkdir, so concurrent runs never share one."""
+    base = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', label)}"
+    run_dir = create_unique_dir(root, base, attempts=1000, what="run directory")
+    if run_dir is None:
+        raise UsageError(f"{root}: too many runs named {base}")
+    return run_dir
+
+
+def create_unique_dir(root: Path, base: str, *, attempts: int, what: str) -> Path | None:
+    """``root/base``, else ``root/base-2``, ... (exclusive mkdir); None when all ``attempts`` names exist."""
     check_writable(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{root}: cannot create output directory ({exc.strerror})") from None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', label)}"
-    for attempt in range(1000):
+    for attempt in range(attempts):
         candidate = root / (base if attempt == 0 else f"{base}-{attempt + 1}")
         try:
             candidate.mkdir()
         except FileExistsError:
             continue
         except OSError as exc:
-            raise UsageError(f"{root}: cannot create a run directory ({exc.strerror})") from None
+            raise UsageError(f"{candidate}: cannot create the {what} ({exc.strerror})") from None
         return candidate
-    raise UsageError(f"{root}: too many runs named {base}")
+    return None
 
 
 def make_named_run_dir(run_dir: Path) -> Path:
