@@ -221,25 +221,9 @@ def compare(
         "timings": {"started": utc_now()},
     }
     write_json(directory / COMPARE_FILE, document)
-    started = time.perf_counter()
-    try:
-        run_unfinished(directory, objective, space, plan, console=console, workers=workers, scheduler=scheduler,
-                       threads_per_worker=threads_per_worker)
-    except KeyboardInterrupt:
-        finished = write_curves(directory, load_curves(directory, plan))
-        document["status"] = "interrupted"
-        document["timings"].update(finished=utc_now(), seconds=round(time.perf_counter() - started, 3))
-        write_json(directory / COMPARE_FILE, document)
-        if console is not None:
-            console.print(f"comparison interrupted: {len(finished)} of {len(plan.runs())} runs finished, kept in "
-                          f"{directory} (curves.csv has them; the run cut short is left out). "
-                          f"Resume with: hho-tune compare --resume {directory}", highlight=False)
-        # A plain interrupt: the hint to resume the one run cut short would not resume the comparison.
-        raise KeyboardInterrupt from None
-    document["status"] = "finished"
-    document["timings"].update(finished=utc_now(), seconds=round(time.perf_counter() - started, 3))
-    write_json(directory / COMPARE_FILE, document)
-    return summarise(directory)
+    return _run_and_summarise(directory, objective, space, plan, document, console=console, seconds_key="seconds",
+                              parallel={"workers": workers, "scheduler": scheduler,
+                                        "threads_per_worker": threads_per_worker})
 
 
 def resume_comparison(
@@ -253,19 +237,33 @@ def resume_comparison(
     document["status"] = "running"
     document.setdefault("resumes", []).append(utc_now())
     write_json(directory / COMPARE_FILE, document)
+    return _run_and_summarise(directory, objective, space, plan, document, console=console,
+                              seconds_key="resumed_seconds",
+                              parallel={"workers": workers, "scheduler": scheduler,
+                                        "threads_per_worker": threads_per_worker})
+
+
+def _run_and_summarise(
+    directory: Path, objective: Objective, space: SearchSpace, plan: ComparisonPlan, document: dict[str, Any], *,
+    console: Console | None, seconds_key: str, parallel: Mapping[str, Any],
+) -> ComparisonResult:
+    """The unfinished runs, then the summary; on Ctrl-C, what finished is kept and the resume command printed."""
     started = time.perf_counter()
     try:
-        run_unfinished(directory, objective, space, plan, console=console, workers=workers, scheduler=scheduler,
-                       threads_per_worker=threads_per_worker)
+        run_unfinished(directory, objective, space, plan, console=console, **parallel)
     except KeyboardInterrupt:
-        write_curves(directory, load_curves(directory, plan))
+        finished = write_curves(directory, load_curves(directory, plan))
         document["status"] = "interrupted"
+        document["timings"].update(interrupted=utc_now(), **{seconds_key: round(time.perf_counter() - started, 3)})
         write_json(directory / COMPARE_FILE, document)
         if console is not None:
-            console.print(f"comparison interrupted again; resume with: hho-tune compare --resume {directory}")
+            console.print(f"comparison interrupted: {len(finished)} of {len(plan.runs())} runs finished, kept in "
+                          f"{directory} (curves.csv has them; the run cut short is left out). "
+                          f"Resume with: hho-tune compare --resume {directory}", highlight=False)
+        # A plain interrupt: the hint to resume the one run cut short would not resume the comparison.
         raise KeyboardInterrupt from None
     document["status"] = "finished"
-    document["timings"].update(finished=utc_now(), resumed_seconds=round(time.perf_counter() - started, 3))
+    document["timings"].update(finished=utc_now(), **{seconds_key: round(time.perf_counter() - started, 3)})
     write_json(directory / COMPARE_FILE, document)
     return summarise(directory)
 
