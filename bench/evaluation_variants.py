@@ -1,5 +1,10 @@
 """Candidate speed-ups of one fitness evaluation, each measured on the package's real code path.
 
+Note: the package has since adopted the winner, ``reuse`` + ``no-clear`` (``ModelPool`` in
+hho_tune/objective.py). The figures in bench/RESULTS.md section 5 were measured on the package
+before that (commit 2538e55); on the current package ``reuse``, ``no-clear`` and
+``keep-memory`` patch code the search no longer calls and change nothing.
+
 Every variant is the package's ``LstmObjective`` call with one change patched in (undone
 afterwards), so a figure says what that change alone would buy. Variants and the unchanged
 package ("as-is") alternate in rounds; the table gives medians and the median of per-round

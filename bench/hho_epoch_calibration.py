@@ -23,8 +23,9 @@ SPACE = SearchSpace.load(Path(__file__).resolve().parents[1] / "search_spaces" /
 
 
 def surrogate(params: dict) -> float:
+    """Smooth, best near learning rate 10^-2.5 and a decay every 0.5 epochs (100 search steps)."""
     return float(-(np.log10(params["learning_rate"]) + 2.5) ** 2
-                 - 0.3 * (np.log10(params["decay_steps"]) - 3) ** 2 + 0.1 * params["num_layers"])
+                 - 0.3 * (np.log10(params["decay_epochs"]) + 0.3) ** 2 + 0.1 * params["num_layers"])
 
 
 def new_points_in_one_run(model_class: type, pop_size: int, epochs: int, seed: int) -> int:

@@ -40,9 +40,9 @@ SPACE_FILE = REPO / "search_spaces" / "lstm_mnist.yaml"
 
 
 def surrogate(params: Mapping[str, Any]) -> float:
-    """A smooth stand-in for validation accuracy, best near learning rate 10^-2.5 and 1,000 decay steps."""
+    """A smooth stand-in for validation accuracy, best near learning rate 10^-2.5 and a decay every 0.5 epochs."""
     return float(-(math.log10(params["learning_rate"]) + 2.5) ** 2
-                 - 0.3 * (math.log10(params["decay_steps"]) - 3) ** 2 + 0.1 * params["num_layers"])
+                 - 0.3 * (math.log10(params["decay_epochs"]) + 0.3) ** 2 + 0.1 * params["num_layers"])
 
 
 @dataclass(frozen=True)

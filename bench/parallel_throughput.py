@@ -7,6 +7,7 @@ trials (HHO proposes the same configurations whatever the number of workers).
 
     python bench/parallel_throughput.py                 # the default search, once each (~9 min)
     python bench/parallel_throughput.py --budget 10 --train-size 2000 --repeats 2   # a quick look
+    python bench/parallel_throughput.py --optimizer random   # a fixed workload
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, list[tuple[str, ...]]]:
     """Wall seconds of one CLI run and its trials (params and value, sorted by trial number)."""
     command = [sys.executable, "-m", "hho_tune.cli", "--budget", str(args.budget), "--seed", str(args.seed),
-               "--out", str(out), "--workers", str(workers)]
+               "--out", str(out), "--workers", str(workers), "--optimizer", args.optimizer]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
     if args.train_size:
@@ -34,7 +35,7 @@ def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, 
     seconds = time.perf_counter() - started
     (trials_csv,) = out.glob("*/trials.csv")
     with open(trials_csv, newline="") as handle:
-        rows = sorted((r["number"], r["params_learning_rate"], r["params_decay_steps"], r["params_num_layers"], r["value"])
+        rows = sorted((r["number"], *(v for k, v in sorted(r.items()) if k.startswith("params_")), r["value"])
                       for r in csv.DictReader(handle))
     return seconds, rows
 
@@ -46,6 +47,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--optimizer", default="hho",
+                        help="random proposes the same configurations whatever the scores: the same work for 1 and 2 "
+                             "workers even where a training's score differs between them (see RESULTS.md section 4)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run directories here (default: a temp dir)")
     args = parser.parse_args()
     loadavg = Path("/proc/loadavg").read_text().split()[:3]
@@ -59,7 +63,8 @@ def main() -> None:
                 seconds, rows = run_once(workers, args, root / f"w{workers}-r{repeat}")
                 times[workers].append(seconds)
                 trials.setdefault(workers, rows)
-                print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s", flush=True)
+                load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+                print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s (load average after: {load})", flush=True)
     print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print()
     print("| workers | wall time (median s) | evaluations per minute | speed-up |")
@@ -70,6 +75,16 @@ def main() -> None:
         print(f"| {workers} | {median:.1f} | {args.budget / median * 60:.2f} | {one / median:.2f}x |")
     print()
     print(f"same trials with 1 and 2 workers: {trials[1] == trials[2]}")
+    differing = [(one, two) for one, two in zip(trials[1], trials[2], strict=False) if one != two]
+    for one, two in differing[:3]:
+        print(f"  first differences: 1 worker {one} / 2 workers {two}")
+    layers = {workers: sum(int(row[-2]) for row in rows) for workers, rows in trials.items() if rows and row_has_layers(rows)}
+    if layers:
+        print(f"LSTM layers trained in all (a rough measure of the work): {layers}")
+
+
+def row_has_layers(rows: list[tuple[str, ...]]) -> bool:
+    return all(len(row) >= 3 and row[-2].isdigit() for row in rows)
 
 
 if __name__ == "__main__":

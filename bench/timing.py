@@ -158,10 +158,11 @@ def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
 def phase_clock() -> Iterator[PhaseTimes]:
     """Time model building, ``model.fit``, validation and ``clear_session`` in the package's evaluations.
 
-    Wraps ``hho_tune.objective.build_model`` and ``validation_accuracy`` (looked up by
-    ``train_and_score`` and ``LstmObjective.__call__`` at call time), ``keras.Model.fit`` and
-    ``keras.backend.clear_session``. Use it around package code only: the plain Keras
-    baseline must run unpatched.
+    Wraps ``hho_tune.objective.build_model``, ``ModelPool.model_for`` (the search's way of
+    getting a model: a kept one reset, or a new one built) and ``validation_accuracy`` (looked
+    up by ``train_and_score`` and ``LstmObjective.__call__`` at call time), ``keras.Model.fit``
+    and ``keras.backend.clear_session`` (which the package no longer calls per trial). Use it
+    around package code only: the plain Keras baseline must run unpatched.
     """
     import keras
 
@@ -169,6 +170,7 @@ def phase_clock() -> Iterator[PhaseTimes]:
 
     times = PhaseTimes()
     build_model = objective.build_model
+    model_for = objective.ModelPool.model_for
     validation_accuracy = objective.validation_accuracy
     fit = keras.Model.fit
     clear_session = keras.backend.clear_session
@@ -177,6 +179,13 @@ def phase_clock() -> Iterator[PhaseTimes]:
         started = time.perf_counter()
         try:
             return build_model(*args, **kwargs)
+        finally:
+            times.build += time.perf_counter() - started
+
+    def timed_model_for(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return model_for(*args, **kwargs)
         finally:
             times.build += time.perf_counter() - started
 
@@ -201,6 +210,7 @@ def phase_clock() -> Iterator[PhaseTimes]:
 
     with (
         _patched(objective, "build_model", timed_build_model),
+        _patched(objective.ModelPool, "model_for", timed_model_for),
         _patched(objective, "validation_accuracy", timed_validation),
         _patched(keras.Model, "fit", timed_model_fit),
         _patched(keras.backend, "clear_session", timed_clear_session),

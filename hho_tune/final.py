@@ -7,10 +7,12 @@ once. The output directory gets ``model.keras`` (plain Keras loads it), ``metric
 and ``training_curves.png``.
 
 A search trains briefly (by default 2 epochs of 10,000 images: 200 Adam steps an epoch),
-final training long (1,100 steps an epoch). ``decay_steps`` counts steps, so the learning
-rate a search tuned for its first epochs decays 5.5 times faster per epoch in final training.
-``--rescale-decay`` multiplies ``decay_steps`` by that ratio of steps per epoch, so the
-learning rate at the end of each epoch is the one the search measured; metrics.json records it.
+final training long (1,100 steps an epoch). The default search space counts the decay in
+epochs (``decay_epochs``), which final training turns into its own steps. A configuration
+whose decay counts steps (``decay_steps``, a custom space) would decay 5.5 times faster per
+epoch in final training than in its search: ``--rescale-decay`` multiplies ``decay_steps``
+by that ratio of steps per epoch, so the learning rate at the end of each epoch is the one
+the search measured; metrics.json records it.
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ def rescale_decay(plan: TrainingPlan, final_train_size: int) -> tuple[TrainingPl
 
     Needs the search's train size, which an exported configuration records.
     """
+    if plan.config.decay_epochs is not None:
+        raise UsageError("--rescale-decay applies to decay_steps; this configuration's decay_epochs already "
+                         "keeps the schedule per epoch")
     search_size = plan.search_fidelity.get("train_size")
     if isinstance(search_size, bool) or not isinstance(search_size, int) or search_size < 1:
         raise UsageError("--rescale-decay needs the search's train_size, which this configuration does not record")
@@ -235,6 +240,7 @@ def run_train_command(argv: Sequence[str], console: Console) -> int:
     rescaling = None
     if args.rescale_decay:
         plan, rescaling = rescale_decay(plan, len(data.train))
+    plan = replace(plan, config=plan.config.for_training_set(len(data.train)))
     out_dir = make_output_dir(out, plan.name)
 
     console.print(f"training {plan.name}: {_describe(plan.config)}", highlight=False)
@@ -437,7 +443,7 @@ def _error(message: str) -> None:
 def _describe(config: LstmConfig) -> str:
     from hho_tune.display import format_params
 
-    return format_params(asdict(config))
+    return format_params({name: value for name, value in asdict(config).items() if value is not None})
 
 
 def _clock(seconds: float) -> str:

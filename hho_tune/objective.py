@@ -11,8 +11,9 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,14 @@ VALIDATION_BATCH = 1_000
 
 @dataclass(frozen=True)
 class LstmConfig:
-    """The reference LSTM of the exercise; every field can be opened up by a search space."""
+    """The reference LSTM of the exercise; every field can be opened up by a search space.
+
+    The learning rate is multiplied by ``decay_rate`` every ``decay_steps`` Adam steps, or,
+    when ``decay_epochs`` is given, every ``decay_epochs`` passes over the training set. Why
+    epochs: a search trains on 10,000 images (200 steps an epoch), final training on 55,000
+    (1,100); a schedule counted in steps decays 5.5 times faster per epoch in final training
+    than in the search that chose it, one counted in epochs keeps its shape.
+    """
 
     learning_rate: float = 1e-3
     decay_steps: int = 100
@@ -39,12 +47,16 @@ class LstmConfig:
     num_layers: int = 1
     lstm_units: int = 100
     batch_size: int = 50
+    decay_epochs: float | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> LstmConfig:
         unknown = set(params) - set(PARAMETER_NAMES)
         if unknown:
             raise UsageError(f"unknown LSTM parameter {sorted(unknown)[0]!r}")
+        if "decay_steps" in params and params.get("decay_epochs") is not None:
+            raise UsageError("give decay_steps or decay_epochs, not both: they set the same schedule")
+        params = {name: value for name, value in params.items() if not (name == "decay_epochs" and value is None)}
         config = cls(**{name: _coerce(name, value) for name, value in params.items()})
         config.check()
         return config
@@ -54,11 +66,26 @@ class LstmConfig:
             raise UsageError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.decay_steps < 1:
             raise UsageError(f"decay_steps must be >= 1, got {self.decay_steps}")
+        if self.decay_epochs is not None and not (self.decay_epochs > 0 and math.isfinite(self.decay_epochs)):
+            raise UsageError(f"decay_epochs must be > 0, got {self.decay_epochs}")
         if not 0 < self.decay_rate <= 1:
             raise UsageError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
         for name in ("num_layers", "lstm_units", "batch_size"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def steps_per_epoch(self, train_size: int) -> int:
+        return math.ceil(train_size / self.batch_size)
+
+    def for_training_set(self, train_size: int) -> LstmConfig:
+        """The same config with ``decay_steps`` set from ``decay_epochs`` for ``train_size`` images.
+
+        ``decay_epochs`` stays in the result as the record of where the steps came from.
+        """
+        if self.decay_epochs is None:
+            return self
+        steps = max(1, round(self.decay_epochs * self.steps_per_epoch(train_size)))
+        return replace(self, decay_steps=steps)
 
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(LstmConfig.__dataclass_fields__)
@@ -72,7 +99,14 @@ def _coerce(name: str, value: Any) -> float | int:
 
 
 def build_model(config: LstmConfig) -> keras.Model:
-    """Stacked LSTMs reading 28 rows of 28 pixels, then a dense 10-way layer on logits."""
+    """Stacked LSTMs reading 28 rows of 28 pixels, then a dense 10-way layer on logits, compiled."""
+    model = build_network(config)
+    compile_model(model, decay_schedule(config))
+    return model
+
+
+def build_network(config: LstmConfig) -> keras.Model:
+    """The layers alone, weights drawn from Keras's seeded generators, not compiled."""
     import keras
 
     layers: list[Any] = [keras.Input(shape=(28, 28))]
@@ -80,19 +114,82 @@ def build_model(config: LstmConfig) -> keras.Model:
         last = index == config.num_layers - 1
         layers.append(keras.layers.LSTM(config.lstm_units, return_sequences=not last))
     layers.append(keras.layers.Dense(NUM_CLASSES))
-    model = keras.Sequential(layers)
+    return keras.Sequential(layers)
+
+
+def decay_schedule(config: LstmConfig, *, adjustable: bool = False) -> Any:
+    """"x0.96 every decay_steps steps", as in the exercise (staircase).
+
+    ``adjustable`` holds the three numbers in Keras variables, so that a reused model can be
+    given another schedule without tracing its training step again. Keras's own ``__call__``
+    computes the rate either way, in float32 (it casts the plain numbers too), so the rates are
+    the same.
+    """
+    import keras
+
     schedule = keras.optimizers.schedules.ExponentialDecay(
         initial_learning_rate=config.learning_rate,
         decay_steps=config.decay_steps,
         decay_rate=config.decay_rate,
-        staircase=True,  # "x0.96 every decay_steps steps", as in the exercise
+        staircase=True,
     )
+    if adjustable:
+        schedule.initial_learning_rate = keras.Variable(config.learning_rate, dtype="float32", trainable=False)
+        schedule.decay_steps = keras.Variable(float(config.decay_steps), dtype="float32", trainable=False)
+        schedule.decay_rate = keras.Variable(config.decay_rate, dtype="float32", trainable=False)
+    return schedule
+
+
+def compile_model(model: keras.Model, schedule: Any) -> None:
+    """Adam on the schedule, cross-entropy on logits, accuracy."""
+    import keras
+
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=schedule),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    return model
+
+
+class ModelPool:
+    """One compiled model per architecture, handed out as if it had just been built.
+
+    Why: a search trains dozens of models of the same two or three shapes. Building and
+    compiling a fresh one each time makes Keras trace the training step again (13% of the
+    default search's wall time, bench/RESULTS.md section 3) and forces a ``clear_session``
+    (another 6%). A kept model is reset instead: the weights a fresh build would draw (the
+    fresh network is built for exactly that, so the seeded draws are unchanged), Adam's
+    moments and step counter at zero, the schedule's numbers assigned. Same seed, same
+    configuration: the same score as a fresh model, bit for bit (tests/test_objective.py).
+    Models are kept per thread, so a Dask worker running several trainings in threads never
+    hands one model to two of them.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[int, int, int], keras.Model] = {}
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def model_for(self, config: LstmConfig) -> keras.Model:
+        """A compiled model in the state of ``build_model(config)`` right after seeding."""
+        import keras
+
+        fresh = build_network(config)
+        key = (threading.get_ident(), config.num_layers, config.lstm_units)
+        model = self._models.get(key)
+        if model is None:
+            compile_model(fresh, decay_schedule(config, adjustable=True))
+            self._models[key] = fresh
+            return fresh
+        model.set_weights(fresh.get_weights())
+        for variable in model.optimizer.variables:  # moments, step counter
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        schedule = model.optimizer._learning_rate  # Keras keeps the schedule object here
+        schedule.initial_learning_rate.assign(config.learning_rate)
+        schedule.decay_steps.assign(float(config.decay_steps))
+        schedule.decay_rate.assign(config.decay_rate)
+        return model
 
 
 def start_tensorflow(threads: int | None = None) -> None:
@@ -137,17 +234,20 @@ def train_and_score(
     seed: int,
     callbacks: list[Any] | None = None,
     validation: Split | None = None,
+    pool: ModelPool | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Seeded training; raises :class:`TrainingDiverged` when the loss stops being finite.
 
     ``validation`` (final training only) is scored after every epoch, as ``val_loss`` and
     ``val_accuracy`` in the history; the search leaves it out and scores once at the end.
+    ``pool`` (the search) reuses a kept model of the same architecture instead of building one.
     """
     start_tensorflow()
     import keras
 
+    config = config.for_training_set(len(data.train))
     keras.utils.set_random_seed(seed)
-    model = build_model(config)
+    model = build_model(config) if pool is None else pool.model_for(config)
     history = model.fit(
         data.train.x,
         data.train.y,
@@ -175,7 +275,8 @@ def validation_accuracy(model: keras.Model, data: TrainValidation) -> float:
 class LstmObjective:
     """Callable fitness: validation accuracy of a briefly trained LSTM (higher is better).
 
-    The data are loaded once, when the objective is made, not once per trial.
+    The data are loaded once, when the objective is made, not once per trial, and each
+    architecture is compiled once (:class:`ModelPool`).
     """
 
     name = "lstm-mnist"
@@ -198,6 +299,7 @@ class LstmObjective:
         self.data_path = data_path
         self.data = load_train_validation(data_path, train_size=train_size)
         self.train_size = len(self.data.train)
+        self.models = ModelPool()  # shared by copies and with_seed twins: one process, one pool
         start_tensorflow(threads)
 
     def __copy__(self) -> LstmObjective:
@@ -212,12 +314,8 @@ class LstmObjective:
 
     def __call__(self, params: Mapping[str, Any]) -> float:
         config = LstmConfig.from_params(params)
-        model, _ = train_and_score(config, self.data, epochs=self.epochs, seed=self.seed)
-        score = validation_accuracy(model, self.data)
-        import keras
-
-        keras.backend.clear_session(free_memory=True)
-        return score
+        model, _ = train_and_score(config, self.data, epochs=self.epochs, seed=self.seed, pool=self.models)
+        return validation_accuracy(model, self.data)
 
     def with_seed(self, seed: int) -> LstmObjective:
         """The same objective (same data, same fidelity) training with ``seed``; nothing is reloaded.

@@ -21,7 +21,7 @@ def curves(directory: Path) -> list[tuple[str, ...]]:
 
 def compare_args(name: str) -> list[str]:
     return ["compare", "--objective", "slow_objective:objective",
-            "--space", str(REPO / "search_spaces" / "lstm_mnist.yaml"), "--optimizers", "hho,random",
+            "--space", str(REPO / "tests" / "spaces" / "decay_steps.yaml"), "--optimizers", "hho,random",
             "--seeds", "2", "--budget", "6", "--out", "out", "--name", name]
 
 

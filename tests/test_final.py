@@ -58,6 +58,9 @@ def test_rescaling_keeps_the_learning_rate_per_epoch_of_the_search() -> None:
     assert rescaled.config.learning_rate == plan.config.learning_rate
     with pytest.raises(UsageError, match="needs the search's train_size"):
         rescale_decay(replace(plan, search_fidelity={}), 55_000)
+    per_epoch = replace(plan, config=LstmConfig(decay_epochs=0.3))
+    with pytest.raises(UsageError, match="decay_epochs already keeps the schedule per epoch"):
+        rescale_decay(per_epoch, 55_000)
 
 
 def test_a_hand_written_config_needs_only_params(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mealpy import FloatVar, Problem
@@ -11,11 +13,14 @@ from hho_tune.optimizers.base import OptimizerSettings, make
 from hho_tune.optimizers.hho import PaperHHO, epochs_for_budget
 from tests.conftest import surrogate
 
+STEPS_SPACE = Path(__file__).parent / "spaces" / "decay_steps.yaml"  # what surrogate reads
+
 
 def test_mean_position_is_per_dimension_in_the_paper_and_a_scalar_in_mealpy() -> None:
     model = PaperHHO(epoch=2, pop_size=5)
+    target = np.array([0.2, 0.7])  # not on the diagonal: a scalar mean cannot stand for the per-dimension one
     model.solve(Problem(bounds=FloatVar(lb=(0.0,) * 2, ub=(1.0,) * 2), minmax="min",
-                        obj_func=lambda x: float(np.sum(x)), log_to=None), seed=1)
+                        obj_func=lambda x: float(np.sum((x - target) ** 2)), log_to=None), seed=1)
     positions = np.array([agent.solution for agent in model.pop])
     x_m = model.mean_position()
     assert x_m.shape == (2,)
@@ -37,7 +42,7 @@ def test_dive_step_is_a_vector_of_levy_steps_in_the_unit_box() -> None:
 
 
 def test_paper_and_mealpy_hho_share_the_start_and_then_differ() -> None:
-    space = SearchSpace.load("search_spaces/lstm_mnist.yaml")
+    space = SearchSpace.load(STEPS_SPACE)
 
     def sequence(name: str) -> list[tuple]:
         optimizer = make(name, OptimizerSettings(space=space, seed=4, budget=30))
@@ -64,7 +69,7 @@ def test_epochs_grow_with_the_budget(budget: int, pop_size: int) -> None:
 @pytest.mark.parametrize("name", ["hho", "hho-mealpy"])
 def test_escaping_energy_decays_over_the_real_budget(name: str) -> None:
     """At the end of a 30-trial run the hawks are deep into T: exploitation, not exploration."""
-    space = SearchSpace.load("search_spaces/lstm_mnist.yaml")
+    space = SearchSpace.load(STEPS_SPACE)
     for seed in range(8):
         optimizer = make(name, OptimizerSettings(space=space, seed=seed, budget=30))
         seen: set = set()
@@ -78,3 +83,34 @@ def test_escaping_energy_decays_over_the_real_budget(name: str) -> None:
         # every hawk exploits, none explores any more.
         t = details["generations_done"] + 1 + details["restarts"] * details["epoch"]
         assert t / details["epoch"] > 0.5, details
+
+
+def _drive(optimizer, space: SearchSpace, evaluations: int, *, workers: int) -> tuple[list[tuple], int]:
+    """Ask/tell like ``workers`` parallel workers whose latest training always ends first.
+
+    Returns the configurations in the order asked, and how often a dive's Z was asked while a
+    move of its generation was still out (a worker that would otherwise have waited).
+    """
+    asked, pending, early_zs = [], [], 0
+    while len(asked) < evaluations or pending:
+        if len(asked) < evaluations and len(pending) < workers and optimizer.ready():
+            suggestion = optimizer.ask()
+            batch, index = optimizer._batch, optimizer._untold[suggestion.token]
+            if index >= batch.moves and any(i < batch.moves for i in optimizer._untold.values()):
+                early_zs += 1
+            asked.append(space.key(suggestion.params))
+            pending.append(suggestion)
+        else:
+            suggestion = pending.pop()  # the newest first: scores arrive out of order
+            optimizer.tell(suggestion, surrogate(suggestion.params))
+    optimizer.close()
+    return asked, early_zs
+
+
+def test_a_dive_z_starts_as_soon_as_its_y_fails_and_the_sequence_stays_the_serial_one() -> None:
+    space = SearchSpace.load(STEPS_SPACE)
+    settings = OptimizerSettings(space=space, seed=2, budget=60)
+    serial, _ = _drive(make("hho", settings), space, 60, workers=1)
+    parallel, early_zs = _drive(make("hho", settings), space, 60, workers=2)
+    assert parallel == serial
+    assert early_zs > 0

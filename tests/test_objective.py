@@ -10,7 +10,7 @@ import pytest
 
 from hho_tune.data import Split, TrainValidation
 from hho_tune.errors import TrainingDiverged, UsageError
-from hho_tune.objective import LstmConfig, LstmObjective, build_model, train_and_score
+from hho_tune.objective import LstmConfig, LstmObjective, ModelPool, build_model, train_and_score
 from hho_tune.runner import evaluate
 from hho_tune.space import SearchSpace
 from hho_tune.trial import TrialState
@@ -97,3 +97,69 @@ def test_pickles_as_its_recipe_and_scores_the_same_after(objective: LstmObjectiv
     assert clone(SMALL) == objective(SMALL)
     twin = copy.copy(objective)
     assert twin.data is objective.data and twin.seed == objective.seed
+
+
+def _trained_weights(config: LstmConfig, data: TrainValidation, pool: ModelPool | None, seed: int = 0) -> list[np.ndarray]:
+    model, _ = train_and_score(config, data, epochs=1, seed=seed, pool=pool)
+    return [np.array(w) for w in model.get_weights()]
+
+
+def test_a_reused_model_trains_bit_for_bit_like_a_fresh_one(objective: LstmObjective) -> None:
+    """The pool's promise: whatever trained on a kept model before, the next training is the fresh one's."""
+    pool = ModelPool()
+    sequence = [
+        ({**SMALL}, 0),
+        ({**SMALL, "num_layers": 2}, 0),  # a second architecture
+        ({**SMALL, "learning_rate": 2e-2, "decay_steps": 3, "decay_rate": 0.5}, 1),  # reused, other schedule
+        ({**SMALL, "batch_size": 30}, 0),  # reused with another batch size (a new trace)
+        ({**SMALL, "num_layers": 2, "learning_rate": 1e-4}, 2),
+    ]
+    for params, seed in sequence:
+        config = LstmConfig.from_params(params)
+        fresh = _trained_weights(config, objective.data, None, seed)
+        reused = _trained_weights(config, objective.data, pool, seed)
+        assert len(fresh) == len(reused)
+        for a, b in zip(fresh, reused, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert len(pool) == 2
+
+
+def test_a_divergence_leaves_nothing_behind_in_the_kept_model(objective: LstmObjective) -> None:
+    pool = ModelPool()
+    config = LstmConfig.from_params(SMALL)
+    with pytest.raises(TrainingDiverged):
+        train_and_score(config, poisoned(objective).data, epochs=1, seed=0, pool=pool)
+    assert len(pool) == 1  # the kept model now holds NaN weights and a stopped flag
+    fresh = _trained_weights(config, objective.data, None)
+    for a, b in zip(fresh, _trained_weights(config, objective.data, pool), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_objective_compiles_each_architecture_once(tiny_mnist: Path) -> None:
+    objective = LstmObjective(epochs=1, train_size=300, seed=0, data_path=tiny_mnist)
+    scores = [objective({**SMALL, "num_layers": layers}) for layers in (1, 2, 1, 2)]
+    assert scores[0] == scores[2] and scores[1] == scores[3]
+    assert len(objective.models) == 2
+    assert objective.with_seed(5).models is objective.models
+
+
+def test_a_decay_in_epochs_becomes_steps_of_the_training_set_it_runs_on() -> None:
+    config = LstmConfig.from_params({"learning_rate": 1e-3, "decay_epochs": 0.5, "num_layers": 1})
+    assert config.for_training_set(10_000).decay_steps == 100  # 200 steps an epoch at batch 50
+    assert config.for_training_set(55_000).decay_steps == 550
+    assert config.for_training_set(10).decay_steps == 1  # never below one step
+    assert LstmConfig(decay_steps=62).for_training_set(55_000).decay_steps == 62  # steps stay steps
+    with pytest.raises(UsageError, match="decay_steps or decay_epochs, not both"):
+        LstmConfig.from_params({"decay_steps": 100, "decay_epochs": 1.0})
+    with pytest.raises(UsageError, match="decay_epochs must be > 0"):
+        LstmConfig.from_params({"decay_epochs": 0})
+
+
+def test_the_search_and_final_training_see_the_same_learning_rate_per_epoch(tiny_mnist: Path) -> None:
+    """decay_epochs=0.5 on 300 images (6 steps an epoch): 3 steps a decay, two decays an epoch."""
+    from hho_tune.data import load_train_validation
+
+    data = load_train_validation(tiny_mnist, train_size=300)
+    config = LstmConfig.from_params({"learning_rate": 1e-3, "decay_epochs": 0.5, "lstm_units": 8})
+    model, _ = train_and_score(config, data, epochs=1, seed=0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3 * 0.96**2)

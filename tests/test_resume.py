@@ -121,12 +121,15 @@ SLOW_OBJECTIVE = textwrap.dedent('''
 
 def cli(tmp_path: Path, *args: str, calls: str = "calls.log") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}", "HHO_TEST_CALLS": str(tmp_path / calls)}
+    # SIGINT at its default in the child even when pytest runs as a background job (which
+    # ignores SIGINT, and Python then installs no KeyboardInterrupt handler).
     return subprocess.Popen([sys.executable, "-m", "hho_tune.cli", *args], cwd=tmp_path, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def run_args(out: str, optimizer: str) -> list[str]:
-    return ["--objective", "slow_objective:objective", "--space", str(REPO / "search_spaces" / "lstm_mnist.yaml"),
+    return ["--objective", "slow_objective:objective", "--space", str(REPO / "tests" / "spaces" / "decay_steps.yaml"),
             "--optimizer", optimizer, "--budget", "14", "--seed", "2", "--out", out]
 
 
@@ -270,7 +273,7 @@ def test_a_run_in_progress_cannot_be_resumed_twice(tmp_path: Path) -> None:
 
 def test_consecutive_failures_stop_with_exit_1_and_keep_everything(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("def objective(params):\n    raise RuntimeError('no such device')\n")
-    process = cli(tmp_path, "--objective", "broken:objective", "--space", str(REPO / "search_spaces" / "lstm_mnist.yaml"),
+    process = cli(tmp_path, "--objective", "broken:objective", "--space", str(REPO / "tests" / "spaces" / "decay_steps.yaml"),
                   "--budget", "10", "--max-failures", "3", "--out", "out")
     _out, err = process.communicate(timeout=120)
     assert process.returncode == 1

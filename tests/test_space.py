@@ -20,11 +20,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_default_space_matches_the_issue() -> None:
+    """Learning rate, decay and layers; the decay counted in epochs (README, "Search spaces")."""
     space = SearchSpace.load(REPO / "search_spaces" / "lstm_mnist.yaml")
-    assert space.names == ("learning_rate", "decay_steps", "num_layers")
+    assert space.names == ("learning_rate", "decay_epochs", "num_layers")
     lr, decay, layers = space.params
     assert (lr.kind, lr.low, lr.high, lr.log) == ("float", 1e-4, 1e-1, True)
-    assert (decay.kind, decay.low, decay.high, decay.log) == ("int", 10, 10000, True)
+    assert (decay.kind, decay.low, decay.high, decay.log) == ("float", 0.05, 2, True)
     assert (layers.kind, layers.low, layers.high, layers.log) == ("int", 1, 3, False)
     space.check_names(PARAMETER_NAMES, objective="the LSTM fitness")
 

@@ -53,14 +53,17 @@ def epochs_for_budget(budget: int, pop_size: int, evaluations_per_hawk: float) -
 class PaperHHO(OriginalHHO):
     """mealpy's OriginalHHO with the mean position and the rapid dive of the paper.
 
-    A generation is evaluated in two batches of independent points: every hawk's move (and
-    every rapid dive's Y) together, then the Zs of the dives whose Y did not improve. The
-    bridge sets :attr:`batch_evaluator` so that parallel workers train a batch at once;
-    without it (plain ``model.solve``) the batch is evaluated point by point. Either way the
-    positions are the same: within a generation nothing depends on another hawk's new score.
+    A generation is one batch of independent points: every hawk's move (for a rapid dive,
+    its Y), each dive's Z following its Y when Y did not improve on the hawk. Z's position is
+    drawn together with Y's, as the paper writes them (Eq. 7-8), so it is fixed before any
+    score is known. The bridge sets :attr:`batch_evaluator` so that parallel workers train
+    the batch at once and start a Z as soon as its Y is scored; without it (plain
+    ``model.solve``) the points are evaluated one by one, moves first, then the Zs. Either
+    way the positions are the same: within a generation nothing depends on another hawk's
+    new score.
     """
 
-    batch_evaluator: Callable[[list[np.ndarray]], list[float]] | None = None
+    batch_evaluator: Callable[..., tuple[list[float], dict[int, tuple[np.ndarray, float]]]] | None = None
 
     def mean_position(self) -> np.ndarray:
         """X_m(t) = (1/N) sum_i X_i(t), per dimension (Eq. 2)."""
@@ -72,28 +75,53 @@ class PaperHHO(OriginalHHO):
         levy = self.get_levy_flight_step(beta=1.5, multiplier=0.01, size=dims, case=-1)
         return self.generator.uniform(0.0, 1.0, dims) * levy
 
-    def evaluate_batch(self, positions: list[np.ndarray]) -> list[Target]:
-        """Targets of independent positions: through the bridge's batch hook when there is one."""
-        self.nfe_counter += len(positions)
+    def _target(self, score: float) -> Target:
+        return Target(objectives=[score], weights=self.problem.obj_weights)
+
+    def evaluate_batch(
+        self, positions: list[np.ndarray], dives: dict[int, np.ndarray] | None = None,
+    ) -> tuple[list[Target], dict[int, tuple[np.ndarray, Target]]]:
+        """Targets of independent positions, and of the Zs of the dives whose Y failed.
+
+        ``dives`` maps a hawk's index in ``positions`` (its Y) to its Z. Z is evaluated only
+        when Y does not beat the hawk (Eq. 10).
+        """
+        dives = dives or {}
+
+        def z_if_y_failed(idx: int) -> Callable[[float], np.ndarray | None]:
+            hawk = self.pop[idx].target
+            return lambda score: None if self.compare_target(self._target(score), hawk, self.problem.minmax) else dives[idx]
+
+        follow_ups = {idx: z_if_y_failed(idx) for idx in dives}
         if not positions:
-            return []
+            return [], {}
         if self.batch_evaluator is None:
-            return [self.problem.get_target(position) for position in positions]
-        scores = self.batch_evaluator(positions)
-        return [Target(objectives=[score], weights=self.problem.obj_weights) for score in scores]
+            targets = [self.problem.get_target(position) for position in positions]
+            z_targets = {}
+            for idx in sorted(follow_ups):
+                z = follow_ups[idx](targets[idx].fitness)
+                if z is not None:
+                    z_targets[idx] = (z, self.problem.get_target(z))
+        else:
+            scores, z_scores = self.batch_evaluator(positions, follow_ups)
+            targets = [self._target(score) for score in scores]
+            z_targets = {idx: (z, self._target(score)) for idx, (z, score) in z_scores.items()}
+        self.nfe_counter += len(positions) + len(z_targets)
+        return targets, z_targets
 
     def initialization(self) -> None:
         """The initial hawks, drawn one by one as mealpy does, evaluated as one batch."""
         if self.pop is None:
             agents = [self.generate_empty_agent() for _ in range(self.pop_size)]
-            for agent, target in zip(agents, self.evaluate_batch([a.solution for a in agents]), strict=True):
+            targets, _ = self.evaluate_batch([a.solution for a in agents])
+            for agent, target in zip(agents, targets, strict=True):
                 agent.target = target
             self.pop = agents
 
     def evolve(self, epoch: int) -> None:
-        """mealpy's evolve, but for :meth:`mean_position`, :meth:`dive_step` and the two batches."""
-        moves: list[np.ndarray] = []  # phase 1: each hawk's move, or its dive's Y
-        dives: set[int] = set()
+        """mealpy's evolve, but for :meth:`mean_position`, :meth:`dive_step` and the one batch."""
+        moves: list[np.ndarray] = []  # each hawk's move, or its dive's Y
+        dives: dict[int, np.ndarray] = {}  # hawk -> its dive's Z = Y + S x LF(D) (Eq. 8)
         for idx in range(0, self.pop_size):
             E0 = 2 * self.generator.uniform() - 1
             E = 2 * E0 * (1.0 - epoch * 1.0 / self.epoch)
@@ -112,23 +140,20 @@ class PaperHHO(OriginalHHO):
                     pos_new = delta_X - E * np.abs(J * self.g_best.solution - self.pop[idx].solution)
                 else:
                     pos_new = self.g_best.solution - E * np.abs(delta_X)
-            else:  # besiege with progressive rapid dives: Y first, Eq. (7) and (10)-(11)
+            else:  # besiege with progressive rapid dives: Y and Z, Eq. (7)-(8) and (10)-(11)
                 anchor = self.pop[idx].solution if np.abs(E) >= 0.5 else self.mean_position()
                 pos_new = self.g_best.solution - E * np.abs(J * self.g_best.solution - anchor)
-                dives.add(idx)
+                pos_new = self.correct_solution(pos_new)
+                dives[idx] = self.correct_solution(pos_new + self.dive_step())
             moves.append(self.correct_solution(pos_new))
-        targets = self.evaluate_batch(moves)
+        targets, z_targets = self.evaluate_batch(moves, dives)
         pop_new = [self.generate_empty_agent(position) for position in moves]
         for agent, target in zip(pop_new, targets, strict=True):
             agent.target = target
-        # phase 2: Z = Y + S x LF(D) (Eq. 8) only for the dives whose Y did not beat the hawk
-        missed = [idx for idx in sorted(dives) if not self.compare_target(targets[idx], self.pop[idx].target,
-                                                                          self.problem.minmax)]
-        z_positions = [self.correct_solution(moves[idx] + self.dive_step()) for idx in missed]
-        for idx, position, target in zip(missed, z_positions, self.evaluate_batch(z_positions), strict=True):
-            if self.compare_target(target, self.pop[idx].target, self.problem.minmax):
-                pop_new[idx] = self.generate_empty_agent(position)
-                pop_new[idx].target = target
+        for idx, (z, z_target) in z_targets.items():  # Y failed: Z if Z beats the hawk, else the hawk stays
+            if self.compare_target(z_target, self.pop[idx].target, self.problem.minmax):
+                pop_new[idx] = self.generate_empty_agent(z)
+                pop_new[idx].target = z_target
             else:
                 pop_new[idx] = self.pop[idx].copy()
         self.pop = self.greedy_selection_population(self.pop, pop_new, self.problem.minmax)

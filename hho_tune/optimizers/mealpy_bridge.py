@@ -4,8 +4,12 @@ The pattern is nevergrad's ``recaster``: mealpy's ``solve`` runs in a background
 its objective function hands each point to :meth:`MealpyAskTell.ask` through a queue and
 blocks until :meth:`MealpyAskTell.tell` sends the score back. A model with a batch hook
 (our paper HHO) hands over a generation's independent moves at once, so parallel workers
-can evaluate them together. The sequence of points is a pure function of the seed and the
-scores, whatever order the scores of a batch arrive in.
+can evaluate them together, with *follow-ups*: a point to evaluate next if a move's score
+calls for it (a rapid dive's Z when its Y fails). Follow-ups are released in the batch's
+order as soon as the moves they depend on are told, so a worker that would wait for the
+slowest move of the generation trains a Z instead. The sequence of points asked is a pure
+function of the seed and the scores, whatever order the scores of a batch arrive in: the
+moves in order, then the follow-ups in the order of their moves, as in a serial run.
 
 Why the runner, not mealpy, counts evaluations: mealpy's ``max_fe`` is checked only at the
 end of an epoch and overshoots. Here mealpy runs without a termination; when the runner's
@@ -28,7 +32,8 @@ import math
 import pkgutil
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +42,33 @@ from hho_tune.errors import UsageError
 from hho_tune.optimizers.base import Optimizer, OptimizerSettings, Suggestion, register
 
 _FINISHED = object()
+
+FollowUp = Callable[[float], "np.ndarray | None"]
+"""Given the score of a move, the point to evaluate next, or None."""
+
+
+@dataclass
+class _Batch:
+    """Points mealpy waits for; follow-ups may add points while the batch is out."""
+
+    points: list[np.ndarray]
+    follow_ups: dict[int, FollowUp] = field(default_factory=dict)  # move index -> its follow-up
+    scores: list[float] = field(default_factory=list)
+    told: set[int] = field(default_factory=set)
+    followed_by: dict[int, int] = field(default_factory=dict)  # move index -> index of its follow-up point
+
+    def __post_init__(self) -> None:
+        self.moves = len(self.points)  # the points mealpy made; follow-ups come after them
+        self.scores = [math.nan] * self.moves
+
+    def add(self, point: np.ndarray) -> int:
+        self.points.append(point)
+        self.scores.append(math.nan)
+        return len(self.points) - 1
+
+    def result(self) -> tuple[list[float], dict[int, tuple[np.ndarray, float]]]:
+        follow_up_results = {move: (self.points[index], self.scores[index]) for move, index in self.followed_by.items()}
+        return self.scores[:self.moves], follow_up_results
 
 
 class _Stop(Exception):
@@ -49,7 +81,8 @@ class MealpyAskTell(Optimizer):
     mealpy's thread hands over a batch of points at a time: one point for any mealpy
     optimizer, a whole batch of independent moves for a model that has an
     ``evaluate_batch`` hook (our paper HHO). All points of a batch can be asked before any
-    is told (parallel workers); mealpy continues when the last of them is told.
+    is told (parallel workers); mealpy continues when the last of them, follow-ups included,
+    is told.
     """
 
     def __init__(self, name: str, model_factory: Callable[[], Any], settings: OptimizerSettings) -> None:
@@ -65,7 +98,7 @@ class MealpyAskTell(Optimizer):
         self._tokens = itertools.count()
         self._unasked: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         self._untold: dict[int, int] = {}  # token -> index in the current batch
-        self._batch_scores: list[float] = []
+        self._batch: _Batch | None = None
         self._worst_seen: float | None = None
         self._best_seen: float | None = None
         self.restarts = 0
@@ -89,8 +122,8 @@ class MealpyAskTell(Optimizer):
                     raise RuntimeError(f"{self.name} failed inside mealpy") from self._error
                 self.restarts += 1  # all epochs done before the budget: start again
                 continue
-            self._batch_scores = [math.nan] * len(batch)
-            self._unasked.extend(enumerate(batch))
+            self._batch = batch
+            self._unasked.extend(enumerate(batch.points))
         index, point = self._unasked.popleft()
         token = next(self._tokens)
         self._untold[token] = index
@@ -99,9 +132,31 @@ class MealpyAskTell(Optimizer):
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
         if suggestion.token not in self._untold:
             raise RuntimeError("tell() must answer a suggestion of the current batch, once")
-        self._batch_scores[self._untold.pop(suggestion.token)] = self._fitness_for(score)
-        if not self._untold and not self._unasked:
-            self._scores.put(self._batch_scores)
+        batch = self._batch
+        index = self._untold.pop(suggestion.token)
+        batch.scores[index] = self._fitness_for(score)
+        batch.told.add(index)
+        self._release_follow_ups(batch)
+        if not self._untold and not self._unasked and not batch.follow_ups:
+            self._scores.put(batch)
+
+    def _release_follow_ups(self, batch: _Batch) -> None:
+        """Resolve follow-ups in move order, each once its move and all earlier ones are told.
+
+        In order, so that the points are asked in the same sequence with any number of workers
+        (a serial run asks every move, then the follow-ups in move order): a budget that ends in
+        the middle of a generation cuts it at the same point.
+        """
+        while batch.follow_ups:
+            move = min(batch.follow_ups)
+            if move not in batch.told:
+                return
+            point = batch.follow_ups.pop(move)(batch.scores[move])
+            if point is not None:
+                point = np.clip(np.asarray(point, dtype=float), 0.0, 1.0)
+                index = batch.add(point)
+                batch.followed_by[move] = index
+                self._unasked.append((index, point))
 
     def close(self) -> None:
         if self._thread is None:
@@ -173,19 +228,28 @@ class MealpyAskTell(Optimizer):
 
     def _objective_in_thread(self, x: np.ndarray) -> float:
         """mealpy's ``obj_func``: one point, answered when its score is told."""
-        return self._evaluate_batch_in_thread([x])[0]
+        scores, _ = self._evaluate_batch_in_thread([x])
+        return scores[0]
 
-    def _evaluate_batch_in_thread(self, points: list[np.ndarray]) -> list[float]:
-        """Hand a batch of independent points to ask() and wait until every one is told."""
+    def _evaluate_batch_in_thread(
+        self, points: list[np.ndarray], follow_ups: Mapping[int, FollowUp] | None = None,
+    ) -> tuple[list[float], dict[int, tuple[np.ndarray, float]]]:
+        """Hand a batch of independent points to ask() and wait until every one is told.
+
+        Returns the points' scores and, for each move whose follow-up asked for a point, that
+        point and its score. A follow-up runs on the caller's thread: it must depend only on
+        the score it is given and on what was fixed when the batch was made.
+        """
         if self._stopping.is_set():
             raise _Stop
         if not points:
-            return []
-        self._batches.put([np.clip(np.asarray(x, dtype=float), 0.0, 1.0) for x in points])
-        scores = self._scores.get()
-        if self._stopping.is_set() or scores is None:
+            return [], {}
+        moves = [np.clip(np.asarray(x, dtype=float), 0.0, 1.0) for x in points]
+        self._batches.put(_Batch(list(moves), dict(follow_ups or {})))
+        batch = self._scores.get()
+        if self._stopping.is_set() or batch is None:
             raise _Stop
-        return scores
+        return batch.result()
 
     def _fitness_for(self, score: float | None) -> float:
         """A finite number for mealpy: a NaN would beat the incumbent in max mode."""
