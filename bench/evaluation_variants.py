@@ -2,8 +2,11 @@
 
 Note: the package has since adopted the winner, ``reuse`` + ``no-clear`` (``ModelPool`` in
 hho_tune/objective.py). The figures in bench/RESULTS.md section 5 were measured on the package
-before that (commit 2538e55); on the current package ``reuse``, ``no-clear`` and
-``keep-memory`` patch code the search no longer calls and change nothing.
+before that (commit 2538e55). On the current package every variant that patches
+``build_model`` (``no-metric``, ``spe10``, ``spe50``, ``xla``, ``unroll``, ``reuse``) or
+``clear_session`` (``no-clear``, ``keep-memory``) changes nothing, because the search now gets
+its models from the pool and clears no session; ``no-grappler``, ``epoch-nan``, ``gc-freeze``
+and the validation variants still act.
 
 Every variant is the package's ``LstmObjective`` call with one change patched in (undone
 afterwards), so a figure says what that change alone would buy. Variants and the unchanged
@@ -59,7 +62,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import PhaseTimes, describe_machine, load_average, median, phase_clock
+from timing import PhaseTimes, describe_machine, load_average, median, patched, phase_clock
 
 SECTIONS = ("training", "validation", "sequences")
 DEFAULT_SEQUENCE_VARIANTS = ["as-is", "keep-memory", "no-clear", "gc-freeze", "reuse", "reuse+keep-memory"]
@@ -78,11 +81,8 @@ def _rebuilt(change: Callable[[Any], None]) -> Iterator[None]:
         change(model)
         return model
 
-    objective.build_model = build_model
-    try:
+    with patched(objective, "build_model", build_model):
         yield
-    finally:
-        objective.build_model = original
 
 
 def _recompile(**overrides: Any) -> Callable[[Any], None]:
@@ -114,12 +114,8 @@ def _epoch_nan_check() -> Iterator[None]:
             if loss is not None and not np.isfinite(loss):
                 self.model.stop_training = True
 
-    original = keras.callbacks.TerminateOnNaN
-    keras.callbacks.TerminateOnNaN = EpochNaNCheck
-    try:
+    with patched(keras.callbacks, "TerminateOnNaN", EpochNaNCheck):
         yield
-    finally:
-        keras.callbacks.TerminateOnNaN = original
 
 
 def _adjustable_decay(config: Any) -> Any:
@@ -163,11 +159,8 @@ def _reuse_models() -> Iterator[None]:
         schedule.decay_rate.assign(config.decay_rate)
         return model
 
-    objective.build_model = build_model
-    try:
+    with patched(objective, "build_model", build_model):
         yield
-    finally:
-        objective.build_model = original
 
 
 @contextmanager
@@ -187,12 +180,8 @@ def _gc_freeze() -> Iterator[None]:
 def _no_clear() -> Iterator[None]:
     import keras
 
-    original = keras.backend.clear_session
-    keras.backend.clear_session = lambda free_memory=True: None
-    try:
+    with patched(keras.backend, "clear_session", lambda free_memory=True: None):
         yield
-    finally:
-        keras.backend.clear_session = original
 
 
 @contextmanager
@@ -212,11 +201,8 @@ def _keep_memory() -> Iterator[None]:
     import keras
 
     original = keras.backend.clear_session
-    keras.backend.clear_session = lambda free_memory=True: original()
-    try:
+    with patched(keras.backend, "clear_session", lambda free_memory=True: original()):
         yield
-    finally:
-        keras.backend.clear_session = original
 
 
 PATCHES: dict[str, Callable[[], AbstractContextManager[None]]] = {

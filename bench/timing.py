@@ -141,7 +141,8 @@ def timed_fit(fit: Callable[..., Any], model: Any, *args: Any, **kwargs: Any) ->
 
 
 @contextmanager
-def _patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+def patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    """``owner.name = replacement`` for the duration of the block, then what was there before."""
     had_own = name in vars(owner)
     original = vars(owner).get(name)
     setattr(owner, name, replacement)
@@ -175,44 +176,27 @@ def phase_clock() -> Iterator[PhaseTimes]:
     fit = keras.Model.fit
     clear_session = keras.backend.clear_session
 
-    def timed_build_model(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return build_model(*args, **kwargs)
-        finally:
-            times.build += time.perf_counter() - started
+    def timed(function: Any, phase: str) -> Any:
+        """``function``, with its wall time added to ``times.<phase>``."""
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                setattr(times, phase, getattr(times, phase) + time.perf_counter() - started)
 
-    def timed_model_for(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return model_for(*args, **kwargs)
-        finally:
-            times.build += time.perf_counter() - started
-
-    def timed_validation(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return validation_accuracy(*args, **kwargs)
-        finally:
-            times.validation += time.perf_counter() - started
+        return wrapper
 
     def timed_model_fit(model: Any, *args: Any, **kwargs: Any) -> Any:
         history, record = timed_fit(fit, model, *args, **kwargs)
         times.fits.append(record)
         return history
 
-    def timed_clear_session(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return clear_session(*args, **kwargs)
-        finally:
-            times.clear_session += time.perf_counter() - started
-
     with (
-        _patched(objective, "build_model", timed_build_model),
-        _patched(objective.ModelPool, "model_for", timed_model_for),
-        _patched(objective, "validation_accuracy", timed_validation),
-        _patched(keras.Model, "fit", timed_model_fit),
-        _patched(keras.backend, "clear_session", timed_clear_session),
+        patched(objective, "build_model", timed(build_model, "build")),
+        patched(objective.ModelPool, "model_for", timed(model_for, "build")),
+        patched(objective, "validation_accuracy", timed(validation_accuracy, "validation")),
+        patched(keras.Model, "fit", timed_model_fit),
+        patched(keras.backend, "clear_session", timed(clear_session, "clear_session")),
     ):
         yield times
