@@ -72,7 +72,7 @@ class DaskExecutor:
 
         dask.config.set({"distributed.scheduler.allowed-failures": 0,
                          "distributed.worker.daemon": False,
-                         "distributed.nanny.pre-spawn-environ": _PRE_SPAWN_ENVIRON,
+                         "distributed.nanny.pre-spawn-environ": _pre_spawn_environ(),
                          "distributed.admin.log-level": "error"})
         self._objective, self._space = objective, space
         self._cluster = None
@@ -132,12 +132,18 @@ class DaskExecutor:
             self._cluster.close()
 
 
-# What Dask's nanny puts in a worker's environment before starting it: its defaults less
-# MALLOC_TRIM_THRESHOLD_. Setting that variable (Dask sets 65536, to hand freed memory back to
-# the OS) also turns off glibc's adaptive mmap threshold, so every TensorFlow buffer of 128 KiB
-# or more is mmap-ed and unmapped again: measured here, a 1-layer trial on a worker then took
-# 6.2-10.9 s instead of 5.4-6.0 s, with 1.25x the CPU time (bench/RESULTS.md section 4).
-_PRE_SPAWN_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+def _pre_spawn_environ() -> dict[str, Any]:
+    """What Dask's nanny puts in a worker's environment before starting it, less MALLOC_TRIM_THRESHOLD_.
+
+    Setting that variable (Dask sets 65536, to hand freed memory back to the OS) also turns off
+    glibc's adaptive mmap threshold, so every TensorFlow buffer of 128 KiB or more is mmap-ed and
+    unmapped again: measured here, a 1-layer trial on a worker then took 6.2-10.9 s instead of
+    5.4-6.0 s, with 1.25x the CPU time (bench/RESULTS.md section 4).
+    """
+    import dask
+
+    environ = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+    return {name: value for name, value in environ.items() if name != "MALLOC_TRIM_THRESHOLD_"}
 
 
 def _worker_env(workers: int, threads: int | None) -> dict[str, str]:
