@@ -76,8 +76,8 @@ def _rebuilt(change: Callable[[Any], None]) -> Iterator[None]:
 
     original = objective.build_model
 
-    def build_model(config: Any) -> Any:
-        model = original(config)
+    def build_model(config: Any, **seeding: Any) -> Any:
+        model = original(config, **seeding)
         change(model)
         return model
 
@@ -141,8 +141,8 @@ def _reuse_models() -> Iterator[None]:
     original = objective.build_model
     kept: dict[tuple[int, int], Any] = {}
 
-    def build_model(config: Any) -> Any:
-        fresh = original(config)  # draws the initial weights from the seeded generators exactly as now
+    def build_model(config: Any, **seeding: Any) -> Any:
+        fresh = original(config, **seeding)  # draws the initial weights from the seeded generators exactly as now
         key = (config.num_layers, config.lstm_units)
         if key not in kept:
             schedule = _adjustable_decay(config)
@@ -322,7 +322,7 @@ def measure_validation(objective: Any, layer_counts: list[int], repeats: int) ->
         for layers in layer_counts:
             for name, score in VALIDATIONS.items():
                 keras.utils.set_random_seed(round_)
-                model = build_model(LstmConfig(num_layers=layers))
+                model = build_model(LstmConfig(num_layers=layers), seed=round_)
                 started, cpu_started = time.perf_counter(), time.process_time()
                 logits = score(model, x)
                 times.setdefault((layers, name), []).append(time.perf_counter() - started)
@@ -348,9 +348,10 @@ def measure_sequences(names: list[str], trials: int, train_size: int, repeats: i
     """
     import keras
 
-    from hho_tune.objective import LstmObjective
+    from hho_tune.objective import LstmObjective, start_tensorflow
 
     objective = LstmObjective(epochs=2, train_size=train_size, seed=0)
+    start_tensorflow(objective.threads)  # else the first timed call would pay TensorFlow's start
     seconds: dict[str, list[float]] = {}
     cpu_seconds: dict[str, list[float]] = {}
     clearing: dict[str, list[float]] = {}
@@ -411,11 +412,12 @@ def main() -> None:
             parser.error(f"unknown variant {unknown[0]!r}; choose from {', '.join(PATCHES)}")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from hho_tune.objective import LstmObjective
+    from hho_tune.objective import LstmObjective, start_tensorflow
 
     print(f"machine: {describe_machine()}")
     print(f"command: python bench/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip())
     objective = LstmObjective(epochs=args.epochs, train_size=args.train_size, seed=0, threads=args.threads)
+    start_tensorflow(objective.threads)  # else the first timed call would pay TensorFlow's start
     if "training" in args.sections:
         names = ["as-is", *args.variants]
         results = measure_training(objective, names, args.layers, args.repeats)

@@ -19,11 +19,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 
-def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, list[tuple[str, ...]]]:
-    """Wall seconds of one CLI run and its trials (params and value, sorted by trial number)."""
+def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, list[tuple[str, ...]], str]:
+    """Wall seconds of one CLI run, its trials (params and value, sorted by trial number), where its time went."""
     command = [sys.executable, "-m", "hho_tune.cli", "--budget", str(args.budget), "--seed", str(args.seed),
                "--out", str(out), "--workers", str(workers), "--optimizer", args.optimizer]
     if args.epochs:
@@ -35,9 +36,20 @@ def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, 
     seconds = time.perf_counter() - started
     (trials_csv,) = out.glob("*/trials.csv")
     with open(trials_csv, newline="") as handle:
-        rows = sorted((r["number"], *(v for k, v in sorted(r.items()) if k.startswith("params_")), r["value"])
-                      for r in csv.DictReader(handle))
-    return seconds, rows
+        records = list(csv.DictReader(handle))
+    rows = sorted((r["number"], *(v for k, v in sorted(r.items()) if k.startswith("params_")), r["value"])
+                  for r in records)
+    return seconds, rows, time_spent(records, workers, seconds)
+
+
+def time_spent(records: list[dict[str, str]], workers: int, seconds: float) -> str:
+    """Trainings summed, first start to last end, how busy the workers were then, and the rest of the wall time."""
+    starts = [datetime.fromisoformat(r["datetime_start"]).timestamp() for r in records]
+    ends = [datetime.fromisoformat(r["datetime_complete"]).timestamp() for r in records]
+    trained = sum(float(r["duration"]) for r in records)
+    span = max(ends) - min(starts)
+    return (f"trainings {trained:.1f} s summed, first start to last end {span:.1f} s "
+            f"(workers busy {trained / (workers * span):.0%}), outside it {seconds - span:.1f} s")
 
 
 def main() -> None:
@@ -55,16 +67,17 @@ def main() -> None:
     loadavg = Path("/proc/loadavg").read_text().split()[:3]
     print(f"load average at start: {' '.join(loadavg)}")
     times: dict[int, list[float]] = {1: [], 2: []}
-    trials: dict[int, list] = {}
+    trials: dict[tuple[int, int], list] = {}  # (workers, repeat) -> rows
     with tempfile.TemporaryDirectory() as scratch:
         root = args.out or Path(scratch)
         for repeat in range(args.repeats):
             for workers in (1, 2):
-                seconds, rows = run_once(workers, args, root / f"w{workers}-r{repeat}")
+                seconds, rows, spent = run_once(workers, args, root / f"w{workers}-r{repeat}")
                 times[workers].append(seconds)
-                trials.setdefault(workers, rows)
+                trials[workers, repeat] = rows
                 load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-                print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s (load average after: {load})", flush=True)
+                print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s (load average after: {load}); {spent}",
+                      flush=True)
     print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     print()
     print("| workers | wall time (median s) | evaluations per minute | speed-up |")
@@ -74,13 +87,15 @@ def main() -> None:
         median = statistics.median(times[workers])
         print(f"| {workers} | {median:.1f} | {args.budget / median * 60:.2f} | {one / median:.2f}x |")
     print()
-    print(f"same trials with 1 and 2 workers: {trials[1] == trials[2]}")
-    differing = [(one, two) for one, two in zip(trials[1], trials[2], strict=False) if one != two]
-    for one, two in differing[:3]:
-        print(f"  first differences: 1 worker {one} / 2 workers {two}")
-    layers = {workers: sum(int(row[-2]) for row in rows) for workers, rows in trials.items() if rows and row_has_layers(rows)}
-    if layers:
-        print(f"LSTM layers trained in all (a rough measure of the work): {layers}")
+    for repeat in range(args.repeats):
+        single, double = trials[1, repeat], trials[2, repeat]
+        print(f"repeat {repeat}: same trials with 1 and 2 workers: {single == double}")
+        differing = [(one, two) for one, two in zip(single, double, strict=False) if one != two]
+        for one, two in differing[:3]:
+            print(f"  first differences: 1 worker {one} / 2 workers {two}")
+        if row_has_layers(single) and row_has_layers(double):
+            print(f"  LSTM layers trained in all (a rough measure of the work): "
+                  f"{sum(int(row[-2]) for row in single)} / {sum(int(row[-2]) for row in double)}")
 
 
 def row_has_layers(rows: list[tuple[str, ...]]) -> bool:

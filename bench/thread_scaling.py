@@ -1,45 +1,81 @@
-"""Images per second of one evaluation's training: 1 or 2 processes, 1 or 2 TensorFlow threads each.
+"""Seconds per evaluation with 1 or 2 processes at once and their TensorFlow thread settings.
 
-Each child process builds ``LstmObjective(epochs=1, train_size=10_000)``, trains once to trace,
-then times two more trainings of the same model (kept by the objective's model pool). Tells
-whether two 1-thread workers can beat one 2-thread process on this machine.
+Each child process builds the default ``LstmObjective`` (2 epochs of 10,000 images, then the
+5,000 validation images), evaluates once to trace, then times ``--trials`` more evaluations
+of the same configuration (kept by the objective's model pool). The children of a setting
+start together, as two Dask workers would. Tells which per-worker thread setting makes two
+workers finish the most evaluations, against one process using both cores (``--workers 1``).
 
-    python bench/thread_scaling.py          # about 3 minutes on 2 quiet cores
+    python bench/thread_scaling.py                  # about 6 minutes on 2 quiet cores
+    python bench/thread_scaling.py --layers 1 --settings 1x2x2 2x1x1
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+PARAMS = {"learning_rate": 0.008144886973076106, "decay_epochs": 0.13526470965635223}  # trial 0 of the default search
+DEFAULT_SETTINGS = ("1x2x2", "1x1x1", "2x1x1", "2x1x2", "2x2x2")
 
-def child(threads: int, layers: int) -> None:
-    from hho_tune.objective import LstmObjective
 
-    objective = LstmObjective(epochs=1, train_size=10_000, seed=0, threads=threads)
-    params = {"learning_rate": 1e-3, "decay_steps": 100, "num_layers": layers}
+def child(intra: int, inter: int, layers: int, trials: int) -> None:
+    from hho_tune.objective import LstmObjective, start_tensorflow
+
+    start_tensorflow(intra, inter)  # before the objective, whose own call then leaves TensorFlow as it is
+    objective = LstmObjective()
+    params = {**PARAMS, "num_layers": layers}
     objective(params)  # traces the training step
-    started = time.perf_counter()
-    objective(params)
-    objective(params)
-    print(f"{2 * 10_000 / (time.perf_counter() - started):.0f}", flush=True)
+    for _ in range(trials):
+        started = time.perf_counter()
+        objective(params)
+        print(f"{time.perf_counter() - started:.3f}", flush=True)
+
+
+def run_setting(setting: str, layers: int, trials: int) -> list[float]:
+    """Seconds of every timed evaluation of every child of ``PxIxO`` (processes x intra x inter)."""
+    processes, intra, inter = (int(part) for part in setting.split("x"))
+    children = [subprocess.Popen([sys.executable, __file__, "child", str(intra), str(inter), str(layers), str(trials)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    seconds: list[float] = []
+    for process in children:
+        out, _ = process.communicate()
+        if process.returncode != 0:
+            raise SystemExit(f"child {setting} exited with {process.returncode}")
+        seconds += [float(line) for line in out.split()]
+    return seconds
 
 
 def main() -> None:
-    for layers in (1, 2):
-        for processes, threads in ((1, 2), (2, 1), (2, 2), (1, 1)):
-            children = [subprocess.Popen([sys.executable, __file__, "child", str(threads), str(layers)],
-                                         stdout=subprocess.PIPE, text=True) for _ in range(processes)]
-            rates = [float(c.communicate()[0].strip().splitlines()[-1]) for c in children]
-            load = Path("/proc/loadavg").read_text().split()[0]
-            print(f"{layers} layer(s), {processes} process(es) x {threads} thread(s): {rates} img/s each, "
-                  f"{sum(rates):.0f} in all (load {load})", flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS),
+                        help="PROCESSESxINTRAxINTER, e.g. 2x1x1: two processes at once, 1 intra-op and 1 inter-op thread")
+    parser.add_argument("--trials", type=int, default=3, help="timed evaluations per child after the first")
+    args = parser.parse_args()
+    print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print("| layers | processes x intra x inter | s per evaluation (median, range) | evaluations per minute, "
+          "all processes | vs 1x2x2 |")
+    print("|---:|---|---|---:|---:|")
+    for layers in args.layers:
+        reference = None
+        for setting in args.settings:
+            seconds = run_setting(setting, layers, args.trials)
+            processes = int(setting.split("x")[0])
+            rate = processes * 60 / statistics.median(seconds)
+            reference = reference or (rate if setting == "1x2x2" else None)
+            versus = f"{rate / reference:.2f}x" if reference else "-"
+            print(f"| {layers} | {setting} | {statistics.median(seconds):.2f} ({min(seconds):.2f}-{max(seconds):.2f}) | "
+                  f"{rate:.1f} | {versus} |", flush=True)
+    print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "child":
-        child(int(sys.argv[2]), int(sys.argv[3]))
+        child(*(int(value) for value in sys.argv[2:6]))
     else:
         main()

@@ -169,10 +169,11 @@ class Pair:
 
 def run_pairs(layer_counts: list[int], repeats: int, epochs: int, train_size: int) -> list[Pair]:
     """Alternate plain and package runs (A B for even repetitions, B A for odd ones) to cancel drift."""
-    from hho_tune.objective import LstmObjective
+    from hho_tune.objective import LstmObjective, start_tensorflow
 
     x, y = load_plain_data(train_size)
     objective = LstmObjective(epochs=epochs, train_size=train_size, seed=0)
+    start_tensorflow(objective.threads)  # else the first timed call would pay TensorFlow's start
     pairs = []
     for repetition in range(repeats):
         for layers in layer_counts:

@@ -259,7 +259,7 @@ def _execute(
             outcome = run_loop(
                 objective, space, search, budget=settings.budget, direction=settings.direction,
                 listeners=[_Record(), ledger, *listeners], max_failures=settings.max_failures, history=history,
-                executor=executor,
+                executor=executor, cost=getattr(objective, "relative_cost", None),
             )
         except KeyboardInterrupt:
             document["status"] = "interrupted"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -98,22 +99,43 @@ def _coerce(name: str, value: Any) -> float | int:
     return float(value)
 
 
-def build_model(config: LstmConfig) -> keras.Model:
+def build_model(config: LstmConfig, *, seed: int) -> keras.Model:
     """Stacked LSTMs reading 28 rows of 28 pixels, then a dense 10-way layer on logits, compiled."""
-    model = build_network(config)
+    model = build_network(config, seed=seed)
     compile_model(model, decay_schedule(config))
     return model
 
 
-def build_network(config: LstmConfig) -> keras.Model:
-    """The layers alone, weights drawn from Keras's seeded generators, not compiled."""
+def build_network(config: LstmConfig, *, seed: int) -> keras.Model:
+    """The layers alone, not compiled, their initial weights a function of ``seed`` only.
+
+    Why explicit seeds: left to itself, Keras draws each initializer's seed from Python's
+    global ``random`` when the layer is made, and on a Dask worker the event loop draws from
+    the same generator at any moment (``dask.sizeof`` samples long lists with
+    ``random.sample``): a draw landing between seeding and building gave a worker's training
+    other initial weights and another score (bench/RESULTS.md section 4). The seeds are
+    drawn here from a private generator, in the order Keras draws them (per LSTM: kernel,
+    recurrent kernel, its dropout seed; then the dense kernel), so the weights are the ones
+    ``keras.utils.set_random_seed(seed)`` followed by default layers gives
+    (tests/test_objective.py), and scores recorded before stay reproducible.
+    """
     import keras
+
+    draws = random.Random(seed)
+
+    def next_seed() -> int:
+        return draws.randint(1, int(1e9))  # keras.src.random.seed_generator.make_default_seed
 
     layers: list[Any] = [keras.Input(shape=(28, 28))]
     for index in range(config.num_layers):
         last = index == config.num_layers - 1
-        layers.append(keras.layers.LSTM(config.lstm_units, return_sequences=not last))
-    layers.append(keras.layers.Dense(NUM_CLASSES))
+        layers.append(keras.layers.LSTM(
+            config.lstm_units, return_sequences=not last,
+            kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed()),
+            recurrent_initializer=keras.initializers.Orthogonal(seed=next_seed()),
+            seed=next_seed(),
+        ))
+    layers.append(keras.layers.Dense(NUM_CLASSES, kernel_initializer=keras.initializers.GlorotUniform(seed=next_seed())))
     return keras.Sequential(layers)
 
 
@@ -157,8 +179,8 @@ class ModelPool:
     Why: a search trains dozens of models of the same two or three shapes. Building and
     compiling a fresh one each time makes Keras trace the training step again (13% of the
     default search's wall time, bench/RESULTS.md section 3) and forces a ``clear_session``
-    (another 6%). A kept model is reset instead: the weights a fresh build would draw (the
-    fresh network is built for exactly that, so the seeded draws are unchanged), Adam's
+    (another 6%). A kept model is reset instead: the weights a fresh build would draw (a
+    fresh network is built for exactly that), Adam's
     moments and step counter at zero, the schedule's numbers assigned. Same seed, same
     configuration: the same score as a fresh model, bit for bit (tests/test_objective.py).
     Models are kept per thread, so a Dask worker running several trainings in threads never
@@ -171,11 +193,11 @@ class ModelPool:
     def __len__(self) -> int:
         return len(self._models)
 
-    def model_for(self, config: LstmConfig) -> keras.Model:
-        """A compiled model in the state of ``build_model(config)`` right after seeding."""
+    def model_for(self, config: LstmConfig, *, seed: int) -> keras.Model:
+        """A compiled model in the state of ``build_model(config, seed=seed)``."""
         import keras
 
-        fresh = build_network(config)
+        fresh = build_network(config, seed=seed)
         key = (threading.get_ident(), config.num_layers, config.lstm_units)
         model = self._models.get(key)
         if model is None:
@@ -192,8 +214,11 @@ class ModelPool:
         return model
 
 
-def start_tensorflow(threads: int | None = None) -> None:
+def start_tensorflow(threads: int | None = None, inter_op_threads: int | None = None) -> None:
     """Import TensorFlow once, quietly, with its thread pools sized to ``threads`` (None: all cores).
+
+    ``inter_op_threads`` sizes the pool that runs independent operations side by side
+    (default: ``threads`` too).
 
     The pools can only be sized before TensorFlow's runtime starts, hence here.
     TensorFlow 2.21 writes start-up chatter (oneDNN, CUDA probing) from C++ before
@@ -214,7 +239,8 @@ def start_tensorflow(threads: int | None = None) -> None:
 
             if threads is not None:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)
-                tf.config.threading.set_inter_op_parallelism_threads(threads)
+            if inter_op_threads or threads:
+                tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads or threads)
             tf.config.list_physical_devices()  # the CUDA probe happens here, still muted
         except BaseException:
             os.dup2(saved_stderr, 2)
@@ -246,8 +272,8 @@ def train_and_score(
     import keras
 
     config = config.for_training_set(len(data.train))
-    keras.utils.set_random_seed(seed)
-    model = build_model(config) if pool is None else pool.model_for(config)
+    keras.utils.set_random_seed(seed)  # the order in which fit shuffles the images
+    model = build_model(config, seed=seed) if pool is None else pool.model_for(config, seed=seed)
     history = model.fit(
         data.train.x,
         data.train.y,
@@ -300,7 +326,7 @@ class LstmObjective:
         self.data = load_train_validation(data_path, train_size=train_size)
         self.train_size = len(self.data.train)
         self.models = ModelPool()  # shared by copies and with_seed twins: one process, one pool
-        start_tensorflow(threads)
+        self.threads = threads  # TensorFlow starts at the first training: a run on Dask workers never starts it here
 
     def __copy__(self) -> LstmObjective:
         """A shallow copy sharing the loaded data (copy.copy would otherwise go through __reduce__)."""
@@ -314,8 +340,21 @@ class LstmObjective:
 
     def __call__(self, params: Mapping[str, Any]) -> float:
         config = LstmConfig.from_params(params)
+        start_tensorflow(self.threads)
         model, _ = train_and_score(config, self.data, epochs=self.epochs, seed=self.seed, pool=self.models)
         return validation_accuracy(model, self.data)
+
+    def relative_cost(self, params: Mapping[str, Any]) -> float:
+        """Multiply-adds of the LSTM stack per image: orders trainings by length, it is not a time.
+
+        Measured here, a training's time grows about as this does (2 epochs of 10,000 images:
+        about 4.5, 9 and 13 s for 1, 2 and 3 layers of 100 units on 2 cores).
+        """
+        defaults = LstmConfig()
+        layers = round(float(params.get("num_layers", defaults.num_layers)))
+        units = round(float(params.get("lstm_units", defaults.lstm_units)))
+        per_step = sum(4 * units * ((28 if layer == 0 else units) + units + 1) for layer in range(layers))
+        return float(28 * per_step + units * NUM_CLASSES)
 
     def with_seed(self, seed: int) -> LstmObjective:
         """The same objective (same data, same fidelity) training with ``seed``; nothing is reloaded.

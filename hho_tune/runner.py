@@ -78,6 +78,7 @@ def run_loop(
     max_cached_in_a_row: int = DEFAULT_MAX_CACHED_IN_A_ROW,
     history: Sequence[Trial] = (),
     executor: Executor | None = None,
+    cost: Callable[[Params], float] | None = None,
 ) -> RunOutcome:
     """Evaluate exactly ``budget`` configurations unless the optimizer gives up first.
 
@@ -88,11 +89,15 @@ def run_loop(
 
     ``executor`` runs the trainings (default: one at a time, in this process). With room for
     several, the loop keeps asking while the optimizer is ``ready()`` and records each trial
-    as it ends.
+    as it ends. ``cost`` (the objective's relative cost of a configuration, when it has one)
+    orders what the optimizer has settled ahead (:meth:`Optimizer.settled`, a generation's
+    moves in HHO): the costliest starts first, so that the workers finish a batch together
+    instead of one waiting for a long training started last. Trial numbers stay in the order
+    of asking.
     """
     loop = _Loop(space, optimizer, budget=budget, direction=direction, listeners=list(listeners),
                  max_failures=max_failures, max_cached_in_a_row=max_cached_in_a_row, history=history,
-                 executor=executor or InlineExecutor(objective, space))
+                 executor=executor or InlineExecutor(objective, space), cost=cost)
     started = time.perf_counter()
     try:
         loop.run()
@@ -114,8 +119,9 @@ class _Loop:
 
     def __init__(self, space: SearchSpace, optimizer: Optimizer, *, budget: int, direction: str,
                  listeners: list[TrialListener], max_failures: int, max_cached_in_a_row: int,
-                 history: Sequence[Trial], executor: Executor) -> None:
+                 history: Sequence[Trial], executor: Executor, cost: Callable[[Params], float] | None) -> None:
         self.space, self.optimizer, self.executor = space, optimizer, executor
+        self.cost = cost if executor.capacity > 1 else None  # one at a time: nothing to reorder
         self.budget, self.direction, self.listeners = budget, direction, listeners
         self.max_failures, self.max_cached_in_a_row = max_failures, max_cached_in_a_row
         self.trials: list[Trial] = list(history)
@@ -123,6 +129,7 @@ class _Loop:
         self.cache: dict[tuple, float | None] = {}
         self.in_flight: dict[int, tuple[Suggestion, tuple]] = {}  # number -> (suggestion, key)
         self.waiting: dict[tuple, list[Suggestion]] = {}  # proposals of a configuration in flight
+        self.ahead: list[tuple[int, Suggestion, tuple]] = []  # asked and numbered, not yet submitted
         self.used_numbers = {t.number for t in history}
         self.cached = self.replayed = self.cached_in_a_row = self.failures_in_a_row = 0
         self.stop_reason = "budget spent"
@@ -146,24 +153,55 @@ class _Loop:
             raise
 
     def _fill(self) -> None:
-        """Ask and submit while a worker is free, the budget allows and the optimizer is ready."""
-        while (not self.stopping and len(self.in_flight) < self.executor.capacity
-               and len(self.trials) + len(self.in_flight) < self.budget and self.optimizer.ready()):
-            suggestion = self.optimizer.ask()
-            if suggestion is None:
-                self._stop("the optimizer has nothing more to propose")
+        """Submit while a worker is free; ask while the budget allows and the optimizer is ready."""
+        while len(self.in_flight) < self.executor.capacity:
+            if not self.ahead and not self._ask_ahead():
                 return
-            key = self.space.key(suggestion.params)
-            if key not in self.cache and key in self.ledger:
-                self.replayed += 1
-                recorded = self.ledger[key]
-                self.cache[key] = recorded.value if recorded.ok else None
-                self._tell(suggestion, self.cache[key])
-            elif key in self.cache or key in self.waiting:
-                self._answer_known(suggestion, key)
-            else:
-                self.cached_in_a_row = 0
-                self._submit(suggestion, key)
+            costliest = max(self.ahead, key=self._cost_of) if self.cost else self.ahead[0]
+            self.ahead.remove(costliest)
+            self._submit(*costliest)
+
+    def _cost_of(self, entry: tuple[int, Suggestion, tuple]) -> float:
+        assert self.cost is not None
+        return self.cost(self.space.full_params(entry[1].params))
+
+    def _may_ask(self) -> bool:
+        pending = len(self.trials) + len(self.in_flight) + len(self.ahead)
+        return not self.stopping and pending < self.budget and self.optimizer.ready()
+
+    def _ask_ahead(self) -> bool:
+        """Ask until a configuration to train is queued, then, with a cost to order by, the settled rest.
+
+        False when nothing could be queued (budget spent, optimizer not ready, or stopping).
+        """
+        while not self.ahead:
+            if not self._may_ask():
+                return False
+            self._ask_one()
+        while self.cost is not None and self.optimizer.settled() > 0 and self._may_ask():
+            self._ask_one()
+        return True
+
+    def _ask_one(self) -> None:
+        """Answer a known configuration at once; number a new one and queue it for training."""
+        suggestion = self.optimizer.ask()
+        if suggestion is None:
+            self._stop("the optimizer has nothing more to propose")
+            return
+        key = self.space.key(suggestion.params)
+        if key not in self.cache and key in self.ledger:
+            self.replayed += 1
+            recorded = self.ledger[key]
+            self.cache[key] = recorded.value if recorded.ok else None
+            self._tell(suggestion, self.cache[key])
+        elif key in self.cache or key in self.waiting:
+            self._answer_known(suggestion, key)
+        else:
+            self.cached_in_a_row = 0
+            number = next(n for n in itertools.count() if n not in self.used_numbers)
+            self.used_numbers.add(number)
+            self.waiting[key] = []
+            self.ahead.append((number, suggestion, key))
 
     def _answer_known(self, suggestion: Suggestion, key: tuple) -> None:
         self.cached += 1
@@ -177,11 +215,8 @@ class _Loop:
         if self.cached_in_a_row >= self.max_cached_in_a_row:
             self._stop(f"the optimizer proposed only known configurations {self.cached_in_a_row} times in a row")
 
-    def _submit(self, suggestion: Suggestion, key: tuple) -> None:
-        number = next(n for n in itertools.count() if n not in self.used_numbers)
-        self.used_numbers.add(number)
+    def _submit(self, number: int, suggestion: Suggestion, key: tuple) -> None:
         self.in_flight[number] = (suggestion, key)
-        self.waiting[key] = []
         for listener in self.listeners:
             listener.on_evaluation_start(number, suggestion.params)
         self.executor.submit(Job(number, dict(suggestion.params)))
@@ -199,6 +234,10 @@ class _Loop:
         self.failures_in_a_row = 0 if trial.ok else self.failures_in_a_row + 1
         if self.failures_in_a_row >= self.max_failures:
             self._stop(f"{self.failures_in_a_row} failed trials in a row (last: {trial.error})")
+            for number, _suggestion, key in self.ahead:  # asked ahead, never started: train none of them
+                self.used_numbers.discard(number)
+                self.waiting.pop(key, None)
+            self.ahead.clear()
 
     def _tell(self, suggestion: Suggestion, value: float | None) -> None:
         self.optimizer.tell(suggestion, _score(value, self.direction))

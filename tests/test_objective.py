@@ -10,7 +10,7 @@ import pytest
 
 from hho_tune.data import Split, TrainValidation
 from hho_tune.errors import TrainingDiverged, UsageError
-from hho_tune.objective import LstmConfig, LstmObjective, ModelPool, build_model, train_and_score
+from hho_tune.objective import LstmConfig, LstmObjective, ModelPool, build_model, build_network, train_and_score
 from hho_tune.runner import evaluate
 from hho_tune.space import SearchSpace
 from hho_tune.trial import TrialState
@@ -25,13 +25,42 @@ def objective(tiny_mnist: Path) -> LstmObjective:
 
 
 def test_reference_architecture() -> None:
-    model = build_model(LstmConfig(num_layers=2))
+    model = build_model(LstmConfig(num_layers=2), seed=0)
     lstm = [layer for layer in model.layers if "lstm" in layer.name]
     assert [layer.units for layer in lstm] == [100, 100]
     assert model.layers[-1].units == 10 and model.layers[-1].activation.__name__ == "linear"
     assert model.input_shape == (None, 28, 28)
     schedule = model.optimizer.learning_rate if not callable(model.optimizer._learning_rate) else model.optimizer._learning_rate
     assert float(schedule(250)) == pytest.approx(1e-3 * 0.96**2)
+
+
+@pytest.mark.parametrize(("layers", "seed"), [(1, 0), (2, 1), (3, 7)])
+def test_initial_weights_are_keras_defaults_after_seeding(layers: int, seed: int) -> None:
+    """The explicit seeds give the weights Keras's own draws gave, so earlier scores reproduce."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    stack = [keras.Input(shape=(28, 28))]
+    stack += [keras.layers.LSTM(100, return_sequences=i < layers - 1) for i in range(layers)]
+    stack.append(keras.layers.Dense(10))
+    defaults = keras.Sequential(stack).get_weights()
+    ours = build_network(LstmConfig(num_layers=layers), seed=seed).get_weights()
+    assert len(ours) == len(defaults) == 3 * layers + 2
+    for a, b in zip(ours, defaults, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_initial_weights_ignore_pythons_global_random() -> None:
+    """A Dask worker's event loop draws from ``random`` at any time; the weights must not care."""
+    import random
+
+    first = build_network(LstmConfig(), seed=3).get_weights()
+    random.seed(12345)
+    random.random()
+    for a, b in zip(first, build_network(LstmConfig(), seed=3).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = build_network(LstmConfig(), seed=4).get_weights()
+    assert not np.array_equal(first[0], other[0])
 
 
 def test_scores_are_validation_accuracies_and_seeded(objective: LstmObjective) -> None:
@@ -163,3 +192,23 @@ def test_the_search_and_final_training_see_the_same_learning_rate_per_epoch(tiny
     config = LstmConfig.from_params({"learning_rate": 1e-3, "decay_epochs": 0.5, "lstm_units": 8})
     model, _ = train_and_score(config, data, epochs=1, seed=0)
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3 * 0.96**2)
+
+
+def test_tensorflow_starts_at_the_first_training_with_the_objective_s_threads(tiny_mnist: Path) -> None:
+    """A run on Dask workers never trains in the coordinating process, so it must not pay TensorFlow's start there."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from hho_tune.objective import LstmObjective\n"
+        f"objective = LstmObjective(epochs=1, train_size=100, data_path={str(tiny_mnist)!r}, threads=1)\n"
+        "print('tensorflow' in sys.modules)\n"
+        f"objective({SMALL!r})\n"
+        "import tensorflow as tf\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "1"]

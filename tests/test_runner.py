@@ -89,3 +89,71 @@ def test_listeners_hear_each_trial_once_in_order(mixed_space: SearchSpace) -> No
     outcome = run_loop(surrogate, mixed_space, optimizer, budget=9, listeners=[Listener()])
     assert heard == list(range(9))
     assert outcome.evaluations == 9
+
+
+class TwoAtOnce:
+    """Room for two trainings, run in this process first in, first out; records what was submitted."""
+
+    capacity = 2
+
+    def __init__(self, objective, space: SearchSpace) -> None:
+        from hho_tune.executors import InlineExecutor
+
+        self.inner = InlineExecutor(objective, space)
+        self.submitted: list[tuple[int, int]] = []  # (trial number, num_layers)
+
+    def submit(self, job) -> None:
+        self.submitted.append((job.number, job.params["num_layers"]))
+        self.inner.submit(job)
+
+    def wait_any(self):
+        return self.inner.wait_any()
+
+    def cancel_all(self) -> None:
+        self.inner.cancel_all()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _layers(params: dict) -> float:
+    return float(params["num_layers"])
+
+
+def _drive(space: SearchSpace, name: str, objective=surrogate, *, executor=None, cost=None, budget: int = 20,
+           max_failures: int = 5):
+    optimizer = make(name, OptimizerSettings(space=space, seed=8, budget=budget))
+    return run_loop(objective, space, optimizer, budget=budget, executor=executor, cost=cost, max_failures=max_failures)
+
+
+def test_a_settled_batch_starts_its_costliest_trainings_first_with_unchanged_trials(mixed_space: SearchSpace) -> None:
+    """HHO's generation is settled before it is scored: the longest training starts first, numbers keep ask order."""
+    serial = _drive(mixed_space, "hho")
+    executor = TwoAtOnce(surrogate, mixed_space)
+    parallel = _drive(mixed_space, "hho", executor=executor, cost=_layers)
+    assert sorted((t.number, tuple(sorted(t.params.items())), t.value) for t in parallel.trials) == \
+        sorted((t.number, tuple(sorted(t.params.items())), t.value) for t in serial.trials)
+    first_batch = executor.submitted[:5]  # the initial population: 5 hawks, one batch
+    assert sorted(number for number, _ in first_batch) == [0, 1, 2, 3, 4]
+    assert [layers for _, layers in first_batch] == sorted((layers for _, layers in first_batch), reverse=True)
+    assert [n for n, _ in executor.submitted] != sorted(n for n, _ in executor.submitted), "nothing was reordered"
+
+
+@pytest.mark.parametrize(("name", "cost"), [("hho", None), ("tpe", _layers)])
+def test_without_a_cost_or_a_settled_batch_trainings_start_in_asking_order(mixed_space: SearchSpace, name: str,
+                                                                            cost) -> None:
+    executor = TwoAtOnce(surrogate, mixed_space)
+    _drive(mixed_space, name, executor=executor, cost=cost)
+    numbers = [number for number, _ in executor.submitted]
+    assert numbers == sorted(numbers) == list(range(20))
+
+
+def test_a_failure_stop_trains_nothing_that_was_only_asked_ahead(mixed_space: SearchSpace) -> None:
+    def broken(params: dict) -> float:
+        raise RuntimeError("no GPU, pretend")
+
+    executor = TwoAtOnce(broken, mixed_space)
+    outcome = _drive(mixed_space, "hho", broken, executor=executor, cost=_layers, max_failures=2)
+    assert "2 failed trials in a row" in outcome.stop_reason
+    assert len(outcome.trials) == len(executor.submitted) <= 3  # the one in flight at the stop still ends
+    assert {t.number for t in outcome.trials} < {0, 1, 2, 3, 4}  # a resume numbers the skipped ones as a serial run

@@ -62,6 +62,15 @@ class Optimizer(abc.ABC):
         """
         return True
 
+    def settled(self) -> int:
+        """How many further asks are settled already: what they propose no longer depends on any score.
+
+        A parallel runner asks those ahead and starts the costliest first, so that a long
+        training does not start last and keep the other workers waiting for it at the end of a
+        batch. Default 0: TPE's next proposal depends on the scores told in between.
+        """
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook, most optimizers hold nothing
         """Release threads or storage; called once when the run ends, however it ends."""
 

@@ -108,6 +108,10 @@ class MealpyAskTell(Optimizer):
     def ready(self) -> bool:
         return bool(self._unasked) or not self._untold
 
+    def settled(self) -> int:
+        """The rest of the batch: mealpy made its points before any of them was scored."""
+        return len(self._unasked)
+
     def ask(self) -> Suggestion:
         if not self.ready():
             raise RuntimeError("the whole batch is out: tell its scores before asking again")
