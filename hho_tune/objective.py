@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hho_tune.data import NUM_CLASSES, Split, TrainValidation, load_train_validation
+from hho_tune.data import IMAGE_SHAPE, NUM_CLASSES, Split, TrainValidation, load_train_validation
 from hho_tune.errors import TrainingDiverged, UsageError
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ def build_network(config: LstmConfig, *, seed: int) -> keras.Model:
     def next_seed() -> int:
         return draws.randint(1, int(1e9))  # keras.src.random.seed_generator.make_default_seed
 
-    layers: list[Any] = [keras.Input(shape=(28, 28))]
+    layers: list[Any] = [keras.Input(shape=IMAGE_SHAPE)]
     for index in range(config.num_layers):
         last = index == config.num_layers - 1
         layers.append(keras.layers.LSTM(
@@ -353,10 +353,11 @@ class LstmObjective:
         time per step that does not depend on the size weighs more in small models).
         """
         defaults = LstmConfig()
-        layers = round(float(params.get("num_layers", defaults.num_layers)))
-        units = round(float(params.get("lstm_units", defaults.lstm_units)))
-        per_step = sum(4 * units * ((28 if layer == 0 else units) + units + 1) for layer in range(layers))
-        return float(28 * per_step + units * NUM_CLASSES)
+        layers = _coerce("num_layers", params.get("num_layers", defaults.num_layers))
+        units = _coerce("lstm_units", params.get("lstm_units", defaults.lstm_units))
+        steps, pixels = IMAGE_SHAPE
+        per_step = sum(4 * units * ((pixels if layer == 0 else units) + units + 1) for layer in range(layers))
+        return float(steps * per_step + units * NUM_CLASSES)
 
     def with_seed(self, seed: int) -> LstmObjective:
         """The same objective (same data, same fidelity) training with ``seed``; nothing is reloaded.
