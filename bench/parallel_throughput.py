@@ -22,6 +22,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import load_average
+
 
 def run_once(workers: int, args: argparse.Namespace, out: Path) -> tuple[float, list[tuple[str, ...]], str]:
     """Wall seconds of one CLI run, its trials (params and value, sorted by trial number), where its time went."""
@@ -64,8 +67,7 @@ def main() -> None:
                              "workers even where a training's score differs between them (see RESULTS.md section 4)")
     parser.add_argument("--out", type=Path, default=None, help="keep the run directories here (default: a temp dir)")
     args = parser.parse_args()
-    loadavg = Path("/proc/loadavg").read_text().split()[:3]
-    print(f"load average at start: {' '.join(loadavg)}")
+    print(f"load average at start: {load_average()}")
     times: dict[int, list[float]] = {1: [], 2: []}
     trials: dict[tuple[int, int], list] = {}  # (workers, repeat) -> rows
     with tempfile.TemporaryDirectory() as scratch:
@@ -75,10 +77,10 @@ def main() -> None:
                 seconds, rows, spent = run_once(workers, args, root / f"w{workers}-r{repeat}")
                 times[workers].append(seconds)
                 trials[workers, repeat] = rows
-                load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+                load = load_average()
                 print(f"repeat {repeat}: {workers} worker(s): {seconds:.1f} s (load average after: {load}); {spent}",
                       flush=True)
-    print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"load average at end: {load_average()}")
     print()
     print("| workers | wall time (median s) | evaluations per minute | speed-up |")
     print("|---|---|---|---|")

@@ -19,6 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import load_average
+
 PARAMS = {"learning_rate": 0.008144886973076106, "decay_epochs": 0.13526470965635223}  # trial 0 of the default search
 DEFAULT_SETTINGS = ("1x2x2", "1x1x1", "2x1x1", "2x1x2", "2x2x2")
 
@@ -57,7 +60,7 @@ def main() -> None:
                         help="PROCESSESxINTRAxINTER, e.g. 2x1x1: two processes at once, 1 intra-op and 1 inter-op thread")
     parser.add_argument("--trials", type=int, default=3, help="timed evaluations per child after the first")
     args = parser.parse_args()
-    print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"load average at start: {load_average()}")
     print("| layers | processes x intra x inter | s per evaluation (median, range) | evaluations per minute, "
           "all processes | vs 1x2x2 |")
     print("|---:|---|---|---:|---:|")
@@ -71,7 +74,7 @@ def main() -> None:
             versus = f"{rate / reference:.2f}x" if reference else "-"
             print(f"| {layers} | {setting} | {statistics.median(seconds):.2f} ({min(seconds):.2f}-{max(seconds):.2f}) | "
                   f"{rate:.1f} | {versus} |", flush=True)
-    print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    print(f"load average at end: {load_average()}")
 
 
 if __name__ == "__main__":
