@@ -8,8 +8,9 @@ know which kind it talks to. Dask is the engine for parallel runs: a LocalCluste
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -52,12 +53,6 @@ class InlineExecutor:
         """Nothing to release."""
 
 
-def _evaluate_on_worker(objective: Any, space: SearchSpace, params: Mapping[str, Any], number: int) -> Trial:
-    from hho_tune.runner import evaluate
-
-    return evaluate(objective, space, dict(params), number=number)
-
-
 class DaskExecutor:
     """Up to ``capacity`` trainings at once on Dask workers.
 
@@ -92,13 +87,17 @@ class DaskExecutor:
             self.capacity = max(1, total)
         else:
             self.capacity = workers or 1
-        self._objective_future = self._client.scatter(objective, broadcast=True, hash=False)
-        self._space_future = self._client.scatter(space, broadcast=True, hash=False)
+        from hho_tune.dask_worker import RunContext
+
+        self._context = f"hho-tune-run-{uuid.uuid4().hex}"  # unique: several runs may share a cluster
+        self._client.register_plugin(RunContext(self._context, objective, space), name=self._context)
         self._pending: dict[Any, Job] = {}
 
     def submit(self, job: Job) -> None:
-        future = self._client.submit(_evaluate_on_worker, self._objective_future, self._space_future,
-                                     dict(job.params), job.number, pure=False, key=f"trial-{job.number}-{os.getpid()}")
+        from hho_tune.dask_worker import evaluate_on_worker
+
+        future = self._client.submit(evaluate_on_worker, self._context, dict(job.params), job.number, pure=False,
+                                     key=f"trial-{job.number}-{self._context}")
         self._pending[future] = job
 
     def wait_any(self) -> list[tuple[Job, Trial]]:
@@ -127,6 +126,9 @@ class DaskExecutor:
 
     def close(self) -> None:
         self.cancel_all()
+        if self._cluster is None:  # a shared cluster outlives this run: take its context off the workers
+            with contextlib.suppress(Exception):
+                self._client.unregister_worker_plugin(self._context)
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,6 +67,79 @@ def test_a_worker_killed_mid_run_is_a_failed_trial_not_a_lost_run(mixed_space: S
     assert len(failed) == 1 and "worker lost" in failed[0]["error"]
     assert failed[0]["params_num_layers"] == "2"
     assert read_run(result.run_dir)["status"] == "finished"
+
+
+class SlowSurrogate:
+    """The surrogate, after a second's pause: long enough for the scheduler's placement to show."""
+
+    def __call__(self, params: dict) -> float:
+        time.sleep(1.0)
+        return surrogate(params)
+
+
+def test_two_trials_submitted_together_go_to_two_workers_at_once(mixed_space: SearchSpace) -> None:
+    """No trial waits on a busy worker while another idles.
+
+    When the trials depended on the objective scattered to the workers, Dask's active memory
+    manager (every 2 s) dropped the copies no waiting task needed, and the scheduler then sent
+    both trials of the next pair to the one worker still holding it: the second started only
+    when the idle worker stole it, up to 2 s later. This test failed that way before the fix.
+    """
+    from hho_tune.executors import DaskExecutor, Job
+
+    executor = DaskExecutor(SlowSurrogate(), mixed_space, workers=2, scheduler=None)
+    params = [{"learning_rate": 10 ** -(1 + n / 4), "decay_steps": 100 + n, "num_layers": 1} for n in range(3)]
+    try:
+        executor.submit(Job(0, params[0]))
+        assert [job.number for job, _ in executor.wait_any()] == [0]
+        time.sleep(2.5)  # one round of the active memory manager with no trial in flight
+        for number in (1, 2):
+            executor.submit(Job(number, params[number]))
+        placed = _workers_of_trials_in_flight(executor)
+        assert len(placed) == 2 and len(set(placed.values())) == 2, placed
+        while executor._pending:
+            executor.wait_any()
+    finally:
+        executor.close()
+
+
+def _workers_of_trials_in_flight(executor: Any) -> dict[str, str]:
+    """Trial task -> the worker the scheduler sent it to, once the scheduler has placed all of them."""
+
+    def placement(dask_scheduler: Any) -> dict[str, str | None]:
+        return {str(task.key): task.processing_on.address if task.processing_on else None
+                for task in dask_scheduler.tasks.values() if str(task.key).startswith("trial-")}
+
+    deadline = time.monotonic() + 30
+    while True:
+        placed = executor._client.run_on_scheduler(placement)
+        if (len(placed) == len(executor._pending) and all(placed.values())) or time.monotonic() > deadline:
+            return placed
+        time.sleep(0.02)
+
+
+class RefusedOnWorkers:
+    """Callable here; unpickling it fails, as an objective whose data a worker's machine lacks."""
+
+    def __call__(self, params: dict) -> float:
+        return surrogate(params)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return _refuse, ("no such data file on this machine",)
+
+
+def _refuse(reason: str) -> None:
+    raise FileNotFoundError(reason)
+
+
+def test_an_objective_a_worker_cannot_set_up_fails_trials_with_the_reason(mixed_space: SearchSpace,
+                                                                          tmp_path: Path) -> None:
+    result = tune(RefusedOnWorkers(), mixed_space, optimizer="random", budget=8, seed=0, out=tmp_path, workers=2)
+    trials = read_trials(result.run_dir)
+    assert len(trials) in (5, 6) and all(r["state"] == "FAIL" for r in trials)  # 5, and one that was in flight
+    assert all("cannot set up the objective on worker" in r["error"] for r in trials)
+    assert "no such data file on this machine" in trials[0]["error"]
+    assert read_run(result.run_dir)["stop_reason"].startswith("5 failed trials in a row")
 
 
 def test_workers_and_scheduler_are_exclusive(mixed_space: SearchSpace, tmp_path: Path) -> None:
