@@ -91,9 +91,10 @@ def run_loop(
     several, the loop keeps asking while the optimizer is ``ready()`` and records each trial
     as it ends. ``cost`` (the objective's relative cost of a configuration, when it has one)
     orders what the optimizer has settled ahead (:meth:`Optimizer.settled`, a generation's
-    moves in HHO): the costliest starts first, so that the workers finish a batch together
-    instead of one waiting for a long training started last. Trial numbers stay in the order
-    of asking.
+    moves in HHO): the costliest starts first, counting the follow-up a training may lead to
+    (a dive's Y, then its Z), so that the workers finish a batch together instead of one
+    waiting for a long training, or a Z, started last. Trial numbers stay in the order of
+    asking.
     """
     loop = _Loop(space, optimizer, budget=budget, direction=direction, listeners=list(listeners),
                  max_failures=max_failures, max_cached_in_a_row=max_cached_in_a_row, history=history,
@@ -162,8 +163,11 @@ class _Loop:
             self._submit(*costliest)
 
     def _cost_of(self, entry: tuple[int, Suggestion, tuple]) -> float:
+        """The training's cost, plus its follow-up's: the length of the chain it may start."""
         assert self.cost is not None
-        return self.cost(self.space.full_params(entry[1].params))
+        suggestion = entry[1]
+        chain = [suggestion.params] if suggestion.follow_up is None else [suggestion.params, suggestion.follow_up]
+        return sum(self.cost(self.space.full_params(params)) for params in chain)
 
     def _may_ask(self) -> bool:
         pending = len(self.trials) + len(self.in_flight) + len(self.ahead)

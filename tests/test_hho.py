@@ -114,3 +114,25 @@ def test_a_dive_z_starts_as_soon_as_its_y_fails_and_the_sequence_stays_the_seria
     parallel, early_zs = _drive(make("hho", settings), space, 60, workers=2)
     assert parallel == serial
     assert early_zs > 0
+
+
+def test_a_dive_s_y_names_its_z_before_any_score_and_the_z_asked_later_is_that_one() -> None:
+    """The runner plans with ``follow_up`` (a Y that may lead to a Z starts early): it must be the real Z."""
+    space = SearchSpace.load(STEPS_SPACE)
+    optimizer = make("hho", OptimizerSettings(space=space, seed=2, budget=60))
+    announced, zs = {}, 0
+    for _ in range(60):
+        suggestion = optimizer.ask()
+        batch, index = optimizer._batch, optimizer._untold[suggestion.token]
+        if index < batch.moves:
+            assert (suggestion.follow_up is not None) == (index in batch.follow_ups)
+            if suggestion.follow_up is not None:
+                announced[(id(batch), index)] = space.key(suggestion.follow_up)
+        else:
+            assert suggestion.follow_up is None
+            move = next(m for m, i in batch.followed_by.items() if i == index)
+            assert space.key(suggestion.params) == announced[(id(batch), move)]
+            zs += 1
+        optimizer.tell(suggestion, surrogate(suggestion.params))
+    optimizer.close()
+    assert zs > 0 and len(announced) > zs  # some Ys announced a Z that was not needed: Y improved on its hawk

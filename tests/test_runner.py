@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hho_tune import SearchSpace, tune
-from hho_tune.optimizers.base import OptimizerSettings, make
+from hho_tune.optimizers.base import Optimizer, OptimizerSettings, Suggestion, make
 from hho_tune.results import read_trials
 from hho_tune.runner import TrialListener, run_loop
 from hho_tune.trial import Trial, TrialState
@@ -157,3 +157,38 @@ def test_a_failure_stop_trains_nothing_that_was_only_asked_ahead(mixed_space: Se
     assert "2 failed trials in a row" in outcome.stop_reason
     assert len(outcome.trials) == len(executor.submitted) <= 3  # the one in flight at the stop still ends
     assert {t.number for t in outcome.trials} < {0, 1, 2, 3, 4}  # a resume numbers the skipped ones as a serial run
+
+
+class OneSettledBatch(Optimizer):
+    """Proposes a fixed batch, all settled before any score; follow-ups as HHO's dives announce them."""
+
+    name = "one-settled-batch"
+
+    def __init__(self, batch: list[tuple[dict, dict | None]]) -> None:
+        self.batch = batch
+        self.asked = 0
+
+    def ask(self) -> Suggestion | None:
+        if self.asked == len(self.batch):
+            return None
+        params, follow_up = self.batch[self.asked]
+        self.asked += 1
+        return Suggestion(params=params, token=self.asked, follow_up=follow_up)
+
+    def tell(self, suggestion: Suggestion, score: float | None) -> None:
+        """Nothing to learn."""
+
+    def settled(self) -> int:
+        return len(self.batch) - self.asked
+
+
+def test_a_training_that_may_lead_to_another_starts_before_an_equally_long_one(mixed_space: SearchSpace) -> None:
+    """The chain counts: a 1-layer Y whose Z has 2 layers (3 in all) goes before a 2-layer move, then 1 layer."""
+    def config(layers: int, n: int) -> dict:
+        return {"learning_rate": 10 ** -(1 + n / 4), "decay_steps": 100 + n, "num_layers": layers}
+
+    batch = [(config(1, 0), None), (config(2, 1), None), (config(1, 2), config(2, 3))]
+    executor = TwoAtOnce(surrogate, mixed_space)
+    outcome = run_loop(surrogate, mixed_space, OneSettledBatch(batch), budget=3, executor=executor, cost=_layers)
+    assert [number for number, _ in executor.submitted] == [2, 1, 0]
+    assert sorted(t.number for t in outcome.trials) == [0, 1, 2]

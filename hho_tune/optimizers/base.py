@@ -24,10 +24,17 @@ from hho_tune.space import Params, SearchSpace
 
 @dataclass(frozen=True)
 class Suggestion:
-    """A configuration proposed by an optimizer. ``token`` lets it match the later tell."""
+    """A configuration proposed by an optimizer. ``token`` lets it match the later tell.
+
+    ``follow_up`` is a configuration the optimizer may propose as soon as this one is told,
+    depending on its score (HHO: a rapid dive's Z, trained when its Y fails). A parallel runner
+    starts a training that may lead to another before an equally long one that cannot, so that
+    the follow-up is not left to train alone at the end of a batch.
+    """
 
     params: Params
     token: int
+    follow_up: Params | None = None
 
 
 @dataclass(frozen=True)

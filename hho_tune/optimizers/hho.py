@@ -28,7 +28,7 @@ from mealpy.swarm_based.HHO import OriginalHHO
 from mealpy.utils.target import Target
 
 from hho_tune.optimizers.base import OptimizerSettings, register
-from hho_tune.optimizers.mealpy_bridge import MealpyAskTell
+from hho_tune.optimizers.mealpy_bridge import FollowUp, MealpyAskTell
 
 DEFAULT_POP_SIZE = 5  # mealpy's minimum; leaves 25 of 30 evaluations for about 5 generations
 MEALPY_MAX_EPOCH = 100_000  # mealpy refuses more
@@ -88,20 +88,19 @@ class PaperHHO(OriginalHHO):
         """
         dives = dives or {}
 
-        def z_if_y_failed(idx: int) -> Callable[[float], np.ndarray | None]:
+        def y_failed(idx: int) -> Callable[[float], bool]:
             hawk = self.pop[idx].target
-            return lambda score: None if self.compare_target(self._target(score), hawk, self.problem.minmax) else dives[idx]
+            return lambda score: not self.compare_target(self._target(score), hawk, self.problem.minmax)
 
-        follow_ups = {idx: z_if_y_failed(idx) for idx in dives}
+        follow_ups = {idx: FollowUp(z, y_failed(idx)) for idx, z in dives.items()}
         if not positions:
             return [], {}
         if self.batch_evaluator is None:
             targets = [self.problem.get_target(position) for position in positions]
             z_targets = {}
             for idx in sorted(follow_ups):
-                z = follow_ups[idx](targets[idx].fitness)
-                if z is not None:
-                    z_targets[idx] = (z, self.problem.get_target(z))
+                if follow_ups[idx].wanted(targets[idx].fitness):
+                    z_targets[idx] = (dives[idx], self.problem.get_target(dives[idx]))
         else:
             scores, z_scores = self.batch_evaluator(positions, follow_ups)
             targets = [self._target(score) for score in scores]

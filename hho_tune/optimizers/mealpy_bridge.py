@@ -43,8 +43,15 @@ from hho_tune.optimizers.base import Optimizer, OptimizerSettings, Suggestion, r
 
 _FINISHED = object()
 
-FollowUp = Callable[[float], "np.ndarray | None"]
-"""Given the score of a move, the point to evaluate next, or None."""
+@dataclass(frozen=True)
+class FollowUp:
+    """A point to evaluate after a move if the move's score calls for it (a rapid dive's Z when its Y fails).
+
+    The point is fixed when the batch is made, so the runner may plan with it before any score.
+    """
+
+    point: np.ndarray
+    wanted: Callable[[float], bool]
 
 
 @dataclass
@@ -131,7 +138,9 @@ class MealpyAskTell(Optimizer):
         index, point = self._unasked.popleft()
         token = next(self._tokens)
         self._untold[token] = index
-        return Suggestion(params=self._space.from_unit(point), token=token)
+        follow_up = self._batch.follow_ups.get(index) if index < self._batch.moves else None
+        return Suggestion(params=self._space.from_unit(point), token=token,
+                          follow_up=None if follow_up is None else self._space.from_unit(_in_unit_cube(follow_up.point)))
 
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
         if suggestion.token not in self._untold:
@@ -155,9 +164,9 @@ class MealpyAskTell(Optimizer):
             move = min(batch.follow_ups)
             if move not in batch.told:
                 return
-            point = batch.follow_ups.pop(move)(batch.scores[move])
-            if point is not None:
-                point = np.clip(np.asarray(point, dtype=float), 0.0, 1.0)
+            follow_up = batch.follow_ups.pop(move)
+            if follow_up.wanted(batch.scores[move]):
+                point = _in_unit_cube(follow_up.point)
                 index = batch.add(point)
                 batch.followed_by[move] = index
                 self._unasked.append((index, point))
@@ -240,15 +249,15 @@ class MealpyAskTell(Optimizer):
     ) -> tuple[list[float], dict[int, tuple[np.ndarray, float]]]:
         """Hand a batch of independent points to ask() and wait until every one is told.
 
-        Returns the points' scores and, for each move whose follow-up asked for a point, that
-        point and its score. A follow-up runs on the caller's thread: it must depend only on
-        the score it is given and on what was fixed when the batch was made.
+        Returns the points' scores and, for each move whose follow-up was wanted, that point
+        and its score. ``wanted`` runs on the caller's thread: it must depend only on the score
+        it is given and on what was fixed when the batch was made.
         """
         if self._stopping.is_set():
             raise _Stop
         if not points:
             return [], {}
-        moves = [np.clip(np.asarray(x, dtype=float), 0.0, 1.0) for x in points]
+        moves = [_in_unit_cube(x) for x in points]
         self._batches.put(_Batch(list(moves), dict(follow_ups or {})))
         batch = self._scores.get()
         if self._stopping.is_set() or batch is None:
@@ -266,6 +275,9 @@ class MealpyAskTell(Optimizer):
         spread = max(1.0, self._best_seen - self._worst_seen)
         return self._worst_seen - spread  # a failure is worse than anything seen
 
+
+def _in_unit_cube(point: Any) -> np.ndarray:
+    return np.clip(np.asarray(point, dtype=float), 0.0, 1.0)
 
 
 def _make_named_mealpy(spec: str, settings: OptimizerSettings) -> MealpyAskTell:
