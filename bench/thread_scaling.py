@@ -8,6 +8,7 @@ workers finish the most evaluations, against one process using both cores (``--w
 
     python bench/thread_scaling.py                  # about 6 minutes on 2 quiet cores
     python bench/thread_scaling.py --layers 1 --settings 1x2x2 2x1x1
+    python bench/thread_scaling.py --layers 1 2 --settings 2x1x1 2x1x1p   # pinned to a core each
 """
 
 from __future__ import annotations
@@ -40,10 +41,15 @@ def child(intra: int, inter: int, layers: int, trials: int) -> None:
 
 
 def run_setting(setting: str, layers: int, trials: int) -> list[float]:
-    """Seconds of every timed evaluation of every child of ``PxIxO`` (processes x intra x inter)."""
-    processes, intra, inter = (int(part) for part in setting.split("x"))
-    children = [subprocess.Popen([sys.executable, __file__, "child", str(intra), str(inter), str(layers), str(trials)],
-                                 stdout=subprocess.PIPE, text=True) for _ in range(processes)]
+    """Seconds of every timed evaluation of every child of ``PxIxO`` (processes x intra x inter).
+
+    A trailing ``p`` (``2x1x1p``) pins child i to core i with ``taskset``.
+    """
+    pinned = setting.endswith("p")
+    processes, intra, inter = (int(part) for part in setting.removesuffix("p").split("x"))
+    command = [sys.executable, __file__, "child", str(intra), str(inter), str(layers), str(trials)]
+    children = [subprocess.Popen(["taskset", "-c", str(i), *command] if pinned else command,
+                                 stdout=subprocess.PIPE, text=True) for i in range(processes)]
     seconds: list[float] = []
     for process in children:
         out, _ = process.communicate()
@@ -57,7 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS),
-                        help="PROCESSESxINTRAxINTER, e.g. 2x1x1: two processes at once, 1 intra-op and 1 inter-op thread")
+                        help="PROCESSESxINTRAxINTER, e.g. 2x1x1: two processes at once, 1 intra-op and 1 inter-op "
+                             "thread; a trailing p (2x1x1p) pins each process to its own core")
     parser.add_argument("--trials", type=int, default=3, help="timed evaluations per child after the first")
     args = parser.parse_args()
     print(f"load average at start: {load_average()}")
@@ -68,7 +75,7 @@ def main() -> None:
         reference = None
         for setting in args.settings:
             seconds = run_setting(setting, layers, args.trials)
-            processes = int(setting.split("x")[0])
+            processes = int(setting.removesuffix("p").split("x")[0])
             rate = processes * 60 / statistics.median(seconds)
             reference = reference or (rate if setting == "1x2x2" else None)
             versus = f"{rate / reference:.2f}x" if reference else "-"
