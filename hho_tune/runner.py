@@ -156,7 +156,7 @@ class _Loop:
     def _fill(self) -> None:
         """Submit while a worker is free; ask while the budget allows and the optimizer is ready."""
         while len(self.in_flight) < self.executor.capacity:
-            if not self.ahead and not self._ask_ahead():
+            if not self._ask_ahead():
                 return
             costliest = max(self.ahead, key=self._cost_of) if self.cost else self.ahead[0]
             self.ahead.remove(costliest)
@@ -176,7 +176,9 @@ class _Loop:
     def _ask_ahead(self) -> bool:
         """Ask until a configuration to train is queued, then, with a cost to order by, the settled rest.
 
-        False when nothing could be queued (budget spent, optimizer not ready, or stopping).
+        Called before every submission, so that what became settled since (a follow-up released
+        by a score just told) competes with what was queued before it. False when nothing is
+        queued and nothing could be (budget spent, optimizer not ready, or stopping).
         """
         while not self.ahead:
             if not self._may_ask():

@@ -192,3 +192,23 @@ def test_a_training_that_may_lead_to_another_starts_before_an_equally_long_one(m
     outcome = run_loop(surrogate, mixed_space, OneSettledBatch(batch), budget=3, executor=executor, cost=_layers)
     assert [number for number, _ in executor.submitted] == [2, 1, 0]
     assert sorted(t.number for t in outcome.trials) == [0, 1, 2]
+
+
+class ReleasesAFollowUp(OneSettledBatch):
+    """Like HHO's dive: telling the first move's score settles its follow-up, asked after every move."""
+
+    def tell(self, suggestion: Suggestion, score: float | None) -> None:
+        if suggestion.token == 1:
+            self.batch.append((suggestion.follow_up, None))
+
+
+def test_a_released_follow_up_competes_with_the_moves_still_queued(mixed_space: SearchSpace) -> None:
+    """A costly Z released while cheaper moves wait starts before them; it keeps the last number, as asked."""
+    def config(layers: int, n: int) -> dict:
+        return {"learning_rate": 10 ** -(1 + n / 4), "decay_steps": 100 + n, "num_layers": layers}
+
+    batch = [(config(1, 0), config(3, 9)), (config(2, 1), None), (config(2, 2), None), (config(2, 3), None)]
+    executor = TwoAtOnce(surrogate, mixed_space)
+    outcome = run_loop(surrogate, mixed_space, ReleasesAFollowUp(batch), budget=5, executor=executor, cost=_layers)
+    assert [number for number, _ in executor.submitted] == [0, 1, 4, 2, 3]
+    assert {t.number: t.params["num_layers"] for t in outcome.trials} == {0: 1, 1: 2, 2: 2, 3: 2, 4: 3}
