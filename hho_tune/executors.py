@@ -69,7 +69,6 @@ class DaskExecutor:
                          "distributed.worker.daemon": False,
                          "distributed.nanny.pre-spawn-environ": _pre_spawn_environ(),
                          "distributed.admin.log-level": "error"})
-        self._objective, self._space = objective, space
         self._cluster = None
         try:
             if scheduler is not None:

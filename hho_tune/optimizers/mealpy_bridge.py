@@ -43,6 +43,7 @@ from hho_tune.optimizers.base import Optimizer, OptimizerSettings, Suggestion, r
 
 _FINISHED = object()
 
+
 @dataclass(frozen=True)
 class FollowUp:
     """A point to evaluate after a move if the move's score calls for it (a rapid dive's Z when its Y fails).
@@ -277,6 +278,7 @@ class MealpyAskTell(Optimizer):
 
 
 def _in_unit_cube(point: Any) -> np.ndarray:
+    """mealpy's positions and Zs may step a little outside [0, 1]^d; the space decodes only inside it."""
     return np.clip(np.asarray(point, dtype=float), 0.0, 1.0)
 
 
