@@ -14,14 +14,13 @@ nanny restarts after a crash.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 from distributed import WorkerPlugin, get_worker
 from distributed.protocol import pickle
 
 from hho_tune.space import SearchSpace
-from hho_tune.trial import Trial, TrialState
+from hho_tune.trial import Trial, failed_trial
 
 
 class RunContext(WorkerPlugin):
@@ -51,8 +50,7 @@ class RunContext(WorkerPlugin):
         try:
             self.objective, self.space = pickle.loads(self.payload)
         except Exception as exc:
-            message = " ".join(str(exc).split())
-            self.error = f"cannot set up the objective on worker {worker.address}: {type(exc).__name__}: {message}"
+            self.error = f"cannot set up the objective on worker {worker.address}: {type(exc).__name__}: {exc}"
 
 
 def evaluate_on_worker(context_name: str, params: Mapping[str, Any], number: int) -> Trial:
@@ -61,6 +59,5 @@ def evaluate_on_worker(context_name: str, params: Mapping[str, Any], number: int
 
     context: RunContext = get_worker().plugins[context_name]
     if context.error:
-        now = datetime.now(timezone.utc)
-        return Trial(number, dict(params), None, TrialState.FAIL, now, now, error=context.error[:500])
+        return failed_trial(number, params, context.error)
     return evaluate(context.objective, context.space, dict(params), number=number)

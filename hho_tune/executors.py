@@ -12,12 +12,11 @@ import contextlib
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from hho_tune.errors import UsageError
 from hho_tune.space import Params, SearchSpace
-from hho_tune.trial import Trial, TrialState
+from hho_tune.trial import Trial, failed_trial
 
 
 @dataclass(frozen=True)
@@ -113,10 +112,8 @@ class DaskExecutor:
         try:
             return future.result()
         except Exception as exc:
-            now = datetime.now(timezone.utc)
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            return Trial(job.number, dict(job.params), None, TrialState.FAIL, now, now,
-                         error=f"worker lost: {type(exc).__name__}: {message}"[:500])
+            message = str(exc).strip() or type(exc).__name__
+            return failed_trial(job.number, job.params, f"worker lost: {type(exc).__name__}: {message}")
 
     def cancel_all(self) -> None:
         if self._pending:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hho_tune.executors import InlineExecutor, Job
 from hho_tune.optimizers.base import Optimizer, Suggestion
 from hho_tune.space import Params, SearchSpace
-from hho_tune.trial import Trial, TrialState, best_trial
+from hho_tune.trial import Trial, TrialState, best_trial, failed_trial
 
 if TYPE_CHECKING:
     from hho_tune.executors import DaskExecutor
@@ -260,9 +260,9 @@ def evaluate(objective: Objective, space: SearchSpace, params: Params, *, number
     try:
         value = float(objective(space.full_params(params)))
     except Exception as exc:
-        return Trial(number, dict(params), None, TrialState.FAIL, start, _now(), error=_describe(exc))
+        return failed_trial(number, params, _describe(exc), start=start)
     if not math.isfinite(value):
-        return Trial(number, dict(params), None, TrialState.FAIL, start, _now(), error=f"non-finite value {value}")
+        return failed_trial(number, params, f"non-finite value {value}", start=start)
     return Trial(number, dict(params), value, TrialState.COMPLETE, start, _now())
 
 
@@ -276,8 +276,7 @@ def _score(value: float | None, direction: str) -> float | None:
 def _describe(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})" if last else ""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message}{where}"[:500]
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _now() -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import Enum
 
 from hho_tune.space import Params
@@ -35,6 +35,21 @@ class Trial:
     @property
     def ok(self) -> bool:
         return self.state is TrialState.COMPLETE and self.value is not None and math.isfinite(self.value)
+
+
+ERROR_LENGTH = 500
+
+
+def failed_trial(number: int, params: Params, error: str, *, start: datetime | None = None) -> Trial:
+    """A failed trial that ends now (and starts then too, unless ``start`` says otherwise).
+
+    Its error goes on one line of at most :data:`ERROR_LENGTH` characters, whoever wrote it (an
+    exception's message, a lost worker, a worker that could not set up): trials.csv keeps one
+    row per trial and the progress table one line.
+    """
+    end = datetime.now(timezone.utc)
+    return Trial(number, dict(params), None, TrialState.FAIL, start or end, end,
+                 error=" ".join(error.split())[:ERROR_LENGTH])
 
 
 def better(a: float, b: float, direction: str) -> bool:
