@@ -40,7 +40,11 @@ def _evaluate_with_dependencies(objective: Any, space: SearchSpace, params: dict
 
 
 class ScatteredExecutor(DaskExecutor):
-    """The executor before the worker plugin: objective and space scattered, trials depending on them."""
+    """The executor before the worker plugin: objective and space scattered, trials depending on them.
+
+    It inherits the cluster set-up, plugin included; its trials do not use the plugin, so the
+    scheduler places them as it placed the trials before it.
+    """
 
     def __init__(self, objective: Any, space: SearchSpace) -> None:
         super().__init__(objective, space, workers=2, scheduler=None)
