@@ -16,7 +16,7 @@ from mealpy.swarm_based.HHO import OriginalHHO
 
 from hho_tune import SearchSpace
 from hho_tune.optimizers.base import OptimizerSettings
-from hho_tune.optimizers.hho import PaperHHO
+from hho_tune.optimizers.hho import AuthorsHHO
 from hho_tune.optimizers.mealpy_bridge import MealpyAskTell
 
 SPACE = SearchSpace.load(Path(__file__).resolve().parents[1] / "search_spaces" / "lstm_mnist.yaml")
@@ -47,7 +47,7 @@ def new_points_in_one_run(model_class: type, pop_size: int, epochs: int, seed: i
 
 def main() -> None:
     print("class        N   T  new points (mean of 20 seeds)  per hawk per generation")
-    for model_class in (PaperHHO, OriginalHHO):
+    for model_class in (AuthorsHHO, OriginalHHO):
         for pop_size, epochs in ((5, 4), (5, 8), (5, 20), (10, 10)):
             new = np.mean([new_points_in_one_run(model_class, pop_size, epochs, seed) for seed in range(20)])
             rate = (new - pop_size) / (pop_size * epochs)

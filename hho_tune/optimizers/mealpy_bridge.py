@@ -16,9 +16,16 @@ end of an epoch and overshoots. Here mealpy runs without a termination; when the
 budget is spent it calls :meth:`close`, which makes the blocked objective raise and the
 thread unwind.
 
-mealpy searches the unit cube [0, 1]^d; the search space decodes. If mealpy finishes all its
-epochs before the budget is spent, it is restarted with a new seed derived from the first,
-so a run always reaches its budget.
+mealpy searches the symmetric cube [-1, 1]^d, whose origin is the centre of every
+parameter's range, and the bridge maps each point to the unit cube the search space decodes
+(u = (x + 1) / 2). Why not [0, 1]^d directly: several of HHO's rules (the soft besiege's
+difference vector, the second exploration rule, a mean of gathered hawks subtracted from the
+rabbit) and those of other mealpy optimizers produce points near the coordinate origin. On
+[0, 1]^d that origin is the lower corner of every range (learning rate 1e-4, the shortest
+decay, one layer), and the search was pulled there whatever the objective said. Centred,
+the same pull is toward the middle of the box, the one point that favours no bound.
+If mealpy finishes all its epochs before the budget is spent, it is restarted with a new
+seed derived from the first, so a run always reaches its budget.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from hho_tune.errors import UsageError
 from hho_tune.optimizers.base import Optimizer, OptimizerSettings, Suggestion, register
 
 _FINISHED = object()
+LOWER, UPPER = -1.0, 1.0  # mealpy's box: centred on the origin, so no rule is drawn to a bound
 
 
 @dataclass(frozen=True)
@@ -140,8 +148,8 @@ class MealpyAskTell(Optimizer):
         token = next(self._tokens)
         self._untold[token] = index
         follow_up = self._batch.follow_ups.get(index) if index < self._batch.moves else None
-        return Suggestion(params=self._space.from_unit(point), token=token,
-                          follow_up=None if follow_up is None else self._space.from_unit(_in_unit_cube(follow_up.point)))
+        return Suggestion(params=self._decode(point), token=token,
+                          follow_up=None if follow_up is None else self._decode(follow_up.point))
 
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
         if suggestion.token not in self._untold:
@@ -167,10 +175,13 @@ class MealpyAskTell(Optimizer):
                 return
             follow_up = batch.follow_ups.pop(move)
             if follow_up.wanted(batch.scores[move]):
-                point = _in_unit_cube(follow_up.point)
+                point = in_box(follow_up.point)
                 index = batch.add(point)
                 batch.followed_by[move] = index
                 self._unasked.append((index, point))
+
+    def _decode(self, point: np.ndarray) -> dict[str, Any]:
+        return self._space.from_unit(to_unit_cube(point))
 
     def close(self) -> None:
         if self._thread is None:
@@ -208,7 +219,7 @@ class MealpyAskTell(Optimizer):
     def _start(self) -> None:
         from mealpy import FloatVar, Problem
 
-        class _UnitCubeProblem(Problem):
+        class _CentredCubeProblem(Problem):
             # One objective, declared up front: mealpy would otherwise call obj_func once
             # just to count the objectives, wasting a proposal.
             @property
@@ -216,8 +227,8 @@ class MealpyAskTell(Optimizer):
                 return 1
 
         dims = self._space.dims
-        problem = _UnitCubeProblem(
-            bounds=FloatVar(lb=(0.0,) * dims, ub=(1.0,) * dims),
+        problem = _CentredCubeProblem(
+            bounds=FloatVar(lb=(LOWER,) * dims, ub=(UPPER,) * dims),
             minmax="max",
             obj_func=self._objective_in_thread,
             obj_weights=np.ones(1),
@@ -258,7 +269,7 @@ class MealpyAskTell(Optimizer):
             raise _Stop
         if not points:
             return [], {}
-        moves = [_in_unit_cube(x) for x in points]
+        moves = [in_box(x) for x in points]
         self._batches.put(_Batch(list(moves), dict(follow_ups or {})))
         batch = self._scores.get()
         if self._stopping.is_set() or batch is None:
@@ -277,9 +288,14 @@ class MealpyAskTell(Optimizer):
         return self._worst_seen - spread  # a failure is worse than anything seen
 
 
-def _in_unit_cube(point: Any) -> np.ndarray:
-    """mealpy's positions and Zs may step a little outside [0, 1]^d; the space decodes only inside it."""
-    return np.clip(np.asarray(point, dtype=float), 0.0, 1.0)
+def in_box(point: Any) -> np.ndarray:
+    """mealpy's positions and Zs may step a little outside [-1, 1]^d; the space decodes only inside it."""
+    return np.clip(np.asarray(point, dtype=float), LOWER, UPPER)
+
+
+def to_unit_cube(point: Any) -> np.ndarray:
+    """A point of mealpy's [-1, 1]^d as the point of [0, 1]^d that the search space decodes."""
+    return (in_box(point) - LOWER) / (UPPER - LOWER)
 
 
 def _make_named_mealpy(spec: str, settings: OptimizerSettings) -> MealpyAskTell:
