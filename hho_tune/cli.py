@@ -145,7 +145,7 @@ def load_objective_function(spec: str) -> Callable[..., float]:
 
 def prepare_search(args: argparse.Namespace, *, seed: int) -> tuple[Callable[..., float], Any]:
     """The objective and its search space, with every input checked before anything is written."""
-    from hho_tune.space import SearchSpace
+    from hho_tune.space import SearchSpace, check_space
 
     space_given = args.space != DEFAULT_SPACE
     if args.objective:
@@ -155,15 +155,15 @@ def prepare_search(args: argparse.Namespace, *, seed: int) -> tuple[Callable[...
             raise UsageError(f"{lstm_flags[0]} applies to the LSTM fitness, not to --objective")
         objective = load_objective_function(args.objective)
         own_space = getattr(objective, "default_space", None)
-        if own_space is not None and not space_given:
-            return objective, own_space
-        return objective, SearchSpace.load(resolve_space_path(args.space))
+        space = own_space if own_space is not None and not space_given else SearchSpace.load(resolve_space_path(args.space))
+        check_space(objective, space)
+        return objective, space
 
     from hho_tune.data import validate_file
-    from hho_tune.objective import DEFAULT_EPOCHS, DEFAULT_TRAIN_SIZE, PARAMETER_NAMES, LstmObjective
+    from hho_tune.objective import DEFAULT_EPOCHS, DEFAULT_TRAIN_SIZE, LstmObjective
 
     space = SearchSpace.load(resolve_space_path(args.space))
-    space.check_names(PARAMETER_NAMES, objective="the LSTM fitness")
+    LstmObjective.check_space(space)  # names, domains: before the data and TensorFlow are loaded
     if args.data is not None:
         validate_file(args.data)
     objective = LstmObjective(

@@ -199,7 +199,10 @@ def compare(
     :func:`hho_tune.tune`, for every run (the runs themselves go one after another).
     """
     from hho_tune.api import objective_name, package_versions
+    from hho_tune.machine import machine_description
+    from hho_tune.space import check_space
 
+    check_space(objective, space)  # the objective's own check (names, domains): before the comparison directory
     plan = ComparisonPlan(
         optimizers=tuple(optimizers), seeds=tuple(seeds), budget=budget,
         direction=direction or getattr(objective, "direction", "maximize"), pop_size=pop_size,
@@ -217,6 +220,7 @@ def compare(
         "space": space.to_dict(),
         "arguments": dict(arguments or {}),
         "versions": package_versions(),
+        "machine": machine_description(threads=threads_per_worker, workers=workers, scheduler=scheduler),
         "parallel": {"workers": workers, "scheduler": scheduler, "threads_per_worker": threads_per_worker},
         "timings": {"started": utc_now()},
     }

@@ -275,10 +275,12 @@ def run_train_command(argv: Sequence[str], console: Console) -> int:
 def _train(plan: TrainingPlan, data: TrainValidation, test: Split, out_dir: Path, document: dict[str, Any],
            console: Console, *, threads: int | None) -> int:
     from hho_tune.api import package_versions
+    from hho_tune.machine import machine_description
     from hho_tune.objective import start_tensorflow, train_and_score
 
     start_tensorflow(threads)
     document["versions"] = package_versions()
+    document["machine"] = machine_description(threads=threads)  # what another machine must match to reproduce it
     records: list[EpochRecord] = []
     started = time.perf_counter()
     try:

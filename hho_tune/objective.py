@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hho_tune.data import IMAGE_SHAPE, NUM_CLASSES, Split, TrainValidation, load_train_validation
-from hho_tune.errors import TrainingDiverged, UsageError
+from hho_tune.errors import SearchSpaceError, TrainingDiverged, UsageError
+from hho_tune.space import Domain, SearchSpace
 
 if TYPE_CHECKING:
     import keras
@@ -52,28 +53,26 @@ class LstmConfig:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> LstmConfig:
+        """Refuses unknown names, values outside :data:`LSTM_DOMAINS` and 2.5 layers (never rounded)."""
         unknown = set(params) - set(PARAMETER_NAMES)
         if unknown:
             raise UsageError(f"unknown LSTM parameter {sorted(unknown)[0]!r}")
         if "decay_steps" in params and params.get("decay_epochs") is not None:
             raise UsageError("give decay_steps or decay_epochs, not both: they set the same schedule")
         params = {name: value for name, value in params.items() if not (name == "decay_epochs" and value is None)}
-        config = cls(**{name: _coerce(name, value) for name, value in params.items()})
-        config.check()
-        return config
+        for name, value in params.items():
+            if not LSTM_DOMAINS[name].contains(value):
+                raise UsageError(f"{name} must be {LSTM_DOMAINS[name].describe()}, got {value!r}")
+        return cls(**{name: _coerce(name, value) for name, value in params.items()})
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def check(self) -> None:
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise UsageError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.decay_steps < 1:
-            raise UsageError(f"decay_steps must be >= 1, got {self.decay_steps}")
-        if self.decay_epochs is not None and not (self.decay_epochs > 0 and math.isfinite(self.decay_epochs)):
-            raise UsageError(f"decay_epochs must be > 0, got {self.decay_epochs}")
-        if not 0 < self.decay_rate <= 1:
-            raise UsageError(f"decay_rate must be in (0, 1], got {self.decay_rate}")
-        for name in ("num_layers", "lstm_units", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, domain in LSTM_DOMAINS.items():
+            value = getattr(self, name)
+            if not (value is None and name == "decay_epochs") and not domain.contains(value):
+                raise UsageError(f"{name} must be {domain.describe()}, got {value!r}")
 
     def steps_per_epoch(self, train_size: int) -> int:
         return math.ceil(train_size / self.batch_size)
@@ -90,7 +89,36 @@ class LstmConfig:
 
 
 PARAMETER_NAMES: tuple[str, ...] = tuple(LstmConfig.__dataclass_fields__)
-_INTEGER_PARAMETERS = {"decay_steps", "num_layers", "lstm_units", "batch_size"}
+
+# What each parameter may be: every searched bound and fixed value of a space is checked
+# against these when the space is loaded (check_lstm_space), so that no trial fails for a
+# value the LSTM cannot take. Why these ends: a learning rate, a decay interval in epochs
+# and its steps must be positive (Keras's ExponentialDecay raises on decay_steps <= 0);
+# layers, units and the batch are counts. decay_rate is in (0, 1]: the rate multiplies the
+# learning rate every interval, so 1 is a constant rate, 0 would stop learning after the
+# first interval, a negative one would flip the sign of the steps, and one above 1 would
+# make the learning rate grow without bound, which is not a decay.
+LSTM_DOMAINS: dict[str, Domain] = {
+    "learning_rate": Domain(low=0, low_open=True),
+    "decay_steps": Domain(kind="int", low=1),
+    "decay_rate": Domain(low=0, low_open=True, high=1),
+    "num_layers": Domain(kind="int", low=1),
+    "lstm_units": Domain(kind="int", low=1),
+    "batch_size": Domain(kind="int", low=1),
+    "decay_epochs": Domain(low=0, low_open=True),
+}
+_INTEGER_PARAMETERS = {name for name, domain in LSTM_DOMAINS.items() if domain.kind == "int"}
+
+
+def check_lstm_space(space: SearchSpace) -> None:
+    """Refuse a space the LSTM fitness cannot evaluate everywhere; one line naming the file and the parameter."""
+    objective = "the LSTM fitness"
+    space.check_names(PARAMETER_NAMES, objective=objective)
+    space.check_domains(LSTM_DOMAINS, objective=objective)
+    named = {*space.names, *space.fixed}
+    if {"decay_steps", "decay_epochs"} <= named:
+        raise SearchSpaceError(f"{space.source}: parameter 'decay_epochs': give decay_steps or decay_epochs, "
+                               "not both (they set the same schedule)")
 
 
 def _coerce(name: str, value: Any) -> float | int:
@@ -308,6 +336,12 @@ class LstmObjective:
     name = "lstm-mnist"
     direction = "maximize"
     parameter_names = PARAMETER_NAMES
+    domains = LSTM_DOMAINS
+
+    @staticmethod
+    def check_space(space: SearchSpace) -> None:
+        """The hook :func:`hho_tune.space.check_space` calls; callable on the class, before the data load."""
+        check_lstm_space(space)
 
     def __init__(
         self,

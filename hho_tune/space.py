@@ -94,6 +94,49 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """The values an objective accepts for one parameter: an interval, of whole numbers or not.
+
+    ``low``/``high`` are the ends (None: unbounded); ``low_open``/``high_open`` exclude the end
+    itself. ``kind="int"``: whole numbers only, so a searched ``type: float`` is refused.
+    ``Domain(low=0, low_open=True)`` is "> 0", ``Domain(kind="int", low=1)`` ">= 1",
+    ``Domain(low=0, low_open=True, high=1)`` "in (0, 1]".
+    """
+
+    kind: str = "float"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {self.kind!r}")
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            return False
+        value = float(value)
+        if not math.isfinite(value) or (self.kind == "int" and not value.is_integer()):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        """"> 0", ">= 1 (a whole number)", "in (0, 1]": what an error message says a value must be."""
+        if self.low is not None and self.high is not None:
+            text = f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = "finite"
+        return f"{text} (a whole number)" if self.kind == "int" else text
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """An ordered set of :class:`Param` plus fixed values handed to the objective unchanged."""
 
@@ -146,6 +189,37 @@ class SearchSpace:
                     f"(known: {', '.join(sorted(allowed))})"
                 )
 
+    def check_domains(self, domains: Mapping[str, Domain], *, objective: str) -> None:
+        """Refuse searched bounds and fixed values outside the objective's domains, naming file and parameter.
+
+        Every value a searched parameter can take lies between its bounds, and a domain is an
+        interval, so checking the two bounds checks them all. Names without a domain pass.
+        """
+        for param in self.params:
+            domain = domains.get(param.name)
+            if domain is None:
+                continue
+            if domain.kind == "int" and param.kind != "int":
+                raise SearchSpaceError(f"{self.source}: parameter {param.name!r}: {objective} takes whole numbers "
+                                       f"here; use type: int")
+            for bound_name, bound in (("low", param.low), ("high", param.high)):
+                if not domain.contains(bound):
+                    raise SearchSpaceError(
+                        f"{self.source}: parameter {param.name!r}: {bound_name} {bound:g} is outside what {objective} "
+                        f"accepts ({param.name} must be {domain.describe()})"
+                    )
+        for name, value in self.fixed.items():
+            domain = domains.get(name)
+            if domain is None or domain.contains(value):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SearchSpaceError(f"{self.source}: parameter {name!r}: fixed value {value!r} is not a number "
+                                       f"({name} must be {domain.describe()})")
+            raise SearchSpaceError(
+                f"{self.source}: parameter {name!r}: fixed value {value!r} is outside what {objective} accepts "
+                f"({name} must be {domain.describe()})"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """The space as it would be written in a file (for run.json and exports)."""
         parameters = {
@@ -188,6 +262,22 @@ class SearchSpace:
         if document is None:
             raise SearchSpaceError(f"{path}: the file is empty")
         return cls.from_dict(document, source=str(path))
+
+
+def check_space(objective: Any, space: SearchSpace) -> None:
+    """Let ``objective`` refuse ``space`` before anything is trained or written.
+
+    The hook any objective may offer: a ``check_space(space)`` attribute (a method, or an
+    attribute set on a plain function) that raises :class:`SearchSpaceError`, naming
+    ``space.source`` and the parameter, for a space it cannot evaluate everywhere: unknown
+    names, bounds outside its domain (:meth:`SearchSpace.check_domains` does that from a
+    mapping of :class:`Domain`), parameters that exclude each other. ``hho-tune``, ``hho-tune
+    compare``, :func:`hho_tune.tune` and :func:`hho_tune.compare.compare` call it; an objective
+    without one is trusted.
+    """
+    check = getattr(objective, "check_space", None)
+    if callable(check):
+        check(space)
 
 
 def _parse_param(name: str, spec: Any, source: str) -> Param:

@@ -43,6 +43,7 @@ def test_tune_the_lstm_at_a_tiny_fidelity(tmp_path: Path, tiny_mnist: Path) -> N
     run = json.loads((run_dir / "run.json").read_text())
     assert run["fidelity"]["epochs"] == 1 and run["arguments"]["budget"] == 3
     assert "tensorflow" in run["versions"]
+    assert run["machine"]["software"]["keras"] == run["versions"]["keras"]
     assert "oneDNN" not in result.stderr and "cuInit" not in result.stderr
 
 
@@ -53,6 +54,16 @@ def test_tune_any_function_with_objective(tmp_path: Path) -> None:
     run = json.loads((only_run_dir(tmp_path / "out") / "run.json").read_text())
     assert run["direction"] == "minimize" and run["evaluations"] == 20
     assert run["objective"] == "hho_tune.benchmarks:sphere"
+    # What another machine must match to give the same scores (README, "Seeds").
+    machine = run["machine"]
+    assert {"cpu", "platform", "python", "software", "keras_backend", "onednn", "training_threads",
+            "environment"} <= set(machine)
+    assert {"model", "vendor", "architecture", "isa_flags", "logical_cores", "usable_cores"} <= set(machine["cpu"])
+    assert machine["cpu"]["usable_cores"] >= 1 and isinstance(machine["cpu"]["isa_flags"], list)
+    assert machine["software"]["tensorflow"] == run["versions"]["tensorflow"]
+    assert machine["keras_backend"] == "tensorflow"
+    assert {"intra_op", "inter_op", "where"} <= set(machine["training_threads"])
+    assert "TF_ENABLE_ONEDNN_OPTS" in machine["environment"]
 
 
 def test_same_seed_same_run(tmp_path: Path) -> None:
@@ -107,6 +118,41 @@ def test_bad_space_and_data_files_exit_2_and_write_nothing(tmp_path: Path) -> No
         assert result.returncode == 2 and expected in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+# Spaces valid in themselves whose bounds leave the LSTM's domain: refused when loaded, before
+# the data or TensorFlow are, by every command that searches.
+OUTSIDE_THE_DOMAIN = [
+    ("parameters: {batch_size: {type: int, low: 0, high: 64}}", "batch_size"),
+    ("parameters: {lstm_units: {type: int, low: -5, high: 64}}", "lstm_units"),
+    ("parameters: {learning_rate: {type: float, low: 0, high: 0.1}}", "learning_rate"),
+    ("parameters: {decay_rate: {type: float, low: 0.5, high: 1.5}}", "decay_rate"),
+    ("parameters: {decay_epochs: {type: float, low: 0, high: 2}}", "decay_epochs"),
+    ("parameters: {decay_steps: {type: int, low: 0, high: 100}}", "decay_steps"),
+    ("parameters: {num_layers: {type: float, low: 1, high: 3}}", "num_layers"),
+    ("parameters: {learning_rate: {type: float, low: 0.001, high: 0.01}}\nfixed: {lstm_units: -5}", "lstm_units"),
+    ("parameters: {learning_rate: {type: float, low: 0.001, high: 0.01}}\nfixed: {batch_size: 0.5}", "batch_size"),
+]
+
+
+COMPARE = ["compare", "--optimizers", "hho,random", "--seeds", "1"]
+
+
+@pytest.mark.parametrize(("command", "text", "parameter"),
+                         [([], text, parameter) for text, parameter in OUTSIDE_THE_DOMAIN]
+                         + [(COMPARE, text, parameter) for text, parameter in OUTSIDE_THE_DOMAIN[:2]],
+                         ids=[f"tune-{p}" for _, p in OUTSIDE_THE_DOMAIN] + [f"compare-{p}" for _, p in OUTSIDE_THE_DOMAIN[:2]])
+def test_a_space_outside_the_lstm_domain_exits_2_naming_file_and_parameter(
+    tmp_path: Path, command: list[str], text: str, parameter: str,
+) -> None:
+    (tmp_path / "outside.yaml").write_text(text)
+    result = hho_tune(*command, "--space", "outside.yaml", "--budget", "3", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"hho-tune: error: outside.yaml: parameter {parameter!r}: "), lines[0]
+    assert "outside what the LSTM fitness accepts" in lines[0] or "use type: int" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside.yaml"], "nothing may be written"
 
 
 def test_help_is_fast_and_mentions_the_main_flags(tmp_path: Path) -> None:

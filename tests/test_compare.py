@@ -66,6 +66,7 @@ def test_a_comparison_writes_every_file(two_comparisons: tuple[Path, Path, str])
     assert settings["budget"] == BUDGET and settings["direction"] == "minimize" and settings["status"] == "finished"
     assert settings["objective"] == "hho_tune.benchmarks:sphere" and "numpy" in settings["versions"]
     assert settings["space"]["source"] == "hho_tune.benchmarks:sphere"
+    assert settings["machine"]["cpu"] == run_json["machine"]["cpu"] and settings["machine"]["software"]["numpy"]
     for plot in (EVALUATIONS_PLOT, TIME_PLOT):
         assert (directory / plot).read_bytes().startswith(PNG_SIGNATURE)
     assert len(read_csv(directory / CURVES_FILE)) == 2 * SEEDS * BUDGET
@@ -181,6 +182,23 @@ def test_the_lstm_objective_gets_each_seed_and_loads_the_data_once(
     assert settings["objective"] == "lstm-mnist"
     run = json.loads((tmp_path / "lstm" / "runs" / "random-s5" / "run.json").read_text())
     assert run["seed"] == 5 and run["fidelity"]["train_size"] == 100
+
+
+def test_a_space_the_objective_refuses_makes_nothing(tmp_path: Path) -> None:
+    """compare() asks the objective's check_space before the comparison directory exists."""
+    from hho_tune.errors import SearchSpaceError
+    from hho_tune.objective import check_lstm_space
+    from hho_tune.space import SearchSpace
+
+    def objective(params: Mapping[str, Any]) -> float:
+        raise AssertionError("never trained")
+
+    objective.check_space = check_lstm_space
+    space = SearchSpace.from_dict({"parameters": {"batch_size": {"type": "int", "low": 0, "high": 64}}},
+                                  source="wide.yaml")
+    with pytest.raises(SearchSpaceError, match=r"wide\.yaml: parameter 'batch_size': low 0 is outside"):
+        compare(objective, space, optimizers=["random"], seeds=[0], budget=3, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_interrupted_comparison_keeps_its_finished_runs(tmp_path: Path) -> None:

@@ -82,6 +82,10 @@ def test_a_hand_written_config_needs_only_params(tmp_path: Path) -> None:
         ('{"params": {"learning_rate": "fast"}}', [], "parameter 'learning_rate' must be a number"),
         ('{"params": {"dropout": 0.5}}', [], "unknown LSTM parameter 'dropout'"),
         ('{"params": {"learning_rate": -1}}', [], "learning_rate must be > 0"),
+        ('{"params": {"batch_size": 0}}', [], "batch_size must be >= 1 (a whole number), got 0"),
+        ('{"params": {"lstm_units": -5}}', [], "lstm_units must be >= 1 (a whole number), got -5"),
+        ('{"params": {"num_layers": 2.5}}', [], "num_layers must be >= 1 (a whole number), got 2.5"),
+        ('{"params": {"decay_rate": 1.5}}', [], "decay_rate must be in (0, 1], got 1.5"),
         ('{"params": {"learning_rate": 0.001}, "seed": "zero"}', [], "'seed' must be a whole number"),
         ('{"configs": []}', [], "'configs' must be a non-empty list"),
         ('{"configs": [{"params": {"learning_rate": 0.001}}]}', ["--rank", "2"], "the file holds 1 configurations"),
@@ -89,6 +93,7 @@ def test_a_hand_written_config_needs_only_params(tmp_path: Path) -> None:
         ('{"params": {"learning_rate": 0.001}}', ["--preset", "seed-baseline"], "either CONFIG"),
     ],
     ids=["missing", "empty", "truncated", "list", "no-params", "string-value", "unknown-name", "bad-value",
+         "batch-0", "units-negative", "layers-fraction", "decay-rate-above-1",
          "bad-seed", "empty-list", "rank-beyond", "rank-of-single", "config-and-preset"],
 )
 def test_an_unusable_config_is_refused_in_one_line(
@@ -172,6 +177,9 @@ def test_train_saves_a_model_plain_keras_loads_with_the_reported_test_accuracy(
     assert metrics["status"] == "finished" and metrics["test_size"] == 200 and metrics["train_size"] == 300
     assert metrics["seed"] == config["seed"] == 7 and metrics["epochs"] == 1
     assert metrics["configuration"]["learning_rate"] == config["params"]["learning_rate"]
+    machine = metrics["machine"]  # what another machine must match to reproduce this training
+    assert machine["software"]["tensorflow"] == metrics["versions"]["tensorflow"] and machine["cpu"]["usable_cores"] >= 1
+    assert machine["tensorflow_devices"] and "intra_op" in machine["tensorflow_threads"]
     (epoch,) = metrics["history"]
     assert set(epoch) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
     # Trained exactly as in the search (same seed, data and epochs): the search's validation score comes back.
