@@ -37,7 +37,7 @@ from hho_tune.results import (
     write_json,
 )
 from hho_tune.runner import DEFAULT_MAX_FAILURES, RunOutcome, TrialListener, run_loop
-from hho_tune.space import SearchSpace
+from hho_tune.space import SearchSpace, check_space
 from hho_tune.trial import Trial
 
 Objective = Callable[[Mapping[str, Any]], float]
@@ -129,18 +129,20 @@ def tune(
     )
     settings.validate()
     _check_parallel(workers, scheduler)
+    check_space(objective, space)  # the objective's own check of the space (names, domains), if it has one
     search = _make_optimizer(settings, space)  # a bad mealpy:/optuna: name fails before any file
     root = Path(out)
     with _executor(objective, space, workers, scheduler, threads_per_worker) as executor:  # fails before any file
         run_dir = new_run_dir(root, f"{optimizer}-s{seed}") if run_dir is None else make_named_run_dir(Path(run_dir))
         return _start(objective, space, settings, search, run_dir, root, executor, listeners=listeners,
-                      arguments=arguments, storage=storage, parallel={"workers": workers, "scheduler": scheduler})
+                      arguments=arguments, storage=storage, parallel={"workers": workers, "scheduler": scheduler},
+                      machine=_machine(objective, workers, scheduler, threads_per_worker))
 
 
 def _start(objective: Objective, space: SearchSpace, settings: RunSettings, search: Optimizer, run_dir: Path, root: Path,
            executor: Any, *,
            listeners: Iterable[TrialListener], arguments: Mapping[str, Any] | None, storage: str | None,
-           parallel: Mapping[str, Any]) -> TuneResult:
+           parallel: Mapping[str, Any], machine: Mapping[str, Any]) -> TuneResult:
     document: dict[str, Any] = {
         "run_id": run_dir.name,
         "status": "running",
@@ -152,6 +154,7 @@ def _start(objective: Objective, space: SearchSpace, settings: RunSettings, sear
         "results_root": str(root),
         "arguments": dict(arguments or {}),
         "versions": package_versions(),
+        "machine": dict(machine),
         "timings": {"started": utc_now()},
         "resumes": [],
     }
@@ -213,7 +216,10 @@ def resume(
     settings.validate()
     space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(run_dir)))
     history = load_trials(run_dir, space)
-    document["resumes"] = [*document.get("resumes", []), {"at": utc_now(), "finished_trials": len(history)}]
+    document["resumes"] = [*document.get("resumes", []), {
+        "at": utc_now(), "finished_trials": len(history),
+        "machine": _machine(objective, workers, scheduler, threads_per_worker),  # may not be the first one's
+    }]
     search = _make_optimizer(settings, space)
     with _executor(objective, space, workers, scheduler, threads_per_worker) as executor:
         return _execute(objective, space, settings, search, run_dir, document, listeners=listeners, history=history,
@@ -242,6 +248,7 @@ def _execute(
             document["storage"], document["run_id"], space, direction=settings.direction,
             attributes={"optimizer": settings.optimizer, "seed": settings.seed, **fidelity},
             create=not history and not document.get("resumes"),
+            sole_writer=document["storage"] == default_storage_url(run_dir),  # the run's own journal: batched writes
         )
         stale = ledger.fail_stale_trials()
         ledger.add_missing(list(history))
@@ -255,6 +262,7 @@ def _execute(
             def on_trial(self, trial: Trial, best: Trial | None) -> None:
                 files.append(trial)
 
+        interrupted = False
         try:
             outcome = run_loop(
                 objective, space, search, budget=settings.budget, direction=settings.direction,
@@ -262,6 +270,11 @@ def _execute(
                 executor=executor, cost=getattr(objective, "relative_cost", None),
             )
         except KeyboardInterrupt:
+            interrupted = True
+        finally:  # what waits to be written (rate-limited) goes now, before run.json says how the run ended
+            files.close()
+            ledger.close()
+        if interrupted:
             document["status"] = "interrupted"
             document["evaluations"] = len(files.trials)
             document["timings"]["interrupted"] = utc_now()
@@ -286,6 +299,7 @@ def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> Non
         "optimizer_details": outcome.optimizer,
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
     })
+    _add_tensorflow_report(document)
     document["timings"].update(
         finished=utc_now(),
         seconds=round(outcome.seconds, 3),
@@ -354,6 +368,27 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def _machine(objective: Any, workers: int | None, scheduler: str | None,
+             threads_per_worker: int | None) -> dict[str, Any]:
+    """run.json's "machine": what must match for another machine to reproduce the scores (hho_tune.machine)."""
+    from hho_tune.machine import machine_description
+
+    on_workers = scheduler is not None or (workers is not None and workers > 1)
+    threads = threads_per_worker if on_workers else getattr(objective, "threads", None)
+    return machine_description(threads=threads if isinstance(threads, int) else None, workers=workers,
+                               scheduler=scheduler)
+
+
+def _add_tensorflow_report(document: dict[str, Any]) -> None:
+    """Once TensorFlow has trained in this process, its threads and devices join this attempt's "machine"."""
+    from hho_tune.machine import tensorflow_report
+
+    resumes = document.get("resumes") or []
+    machine = resumes[-1].get("machine") if resumes and isinstance(resumes[-1], dict) else document.get("machine")
+    if isinstance(machine, dict):
+        machine.update(tensorflow_report())
 
 
 def _fidelity(objective: Any) -> dict[str, Any]:

@@ -1,23 +1,41 @@
 """An Optuna study behind every run, whichever optimizer proposed the trials.
 
-Each training becomes an Optuna trial: RUNNING when it starts (``enqueue_trial`` + ``ask``,
-so Optuna stores exactly our parameters), then COMPLETE or FAIL when it ends, with the
+Each training becomes an Optuna trial with our parameters, value and state, and the
 fidelity, optimizer, seed and our trial number as user attributes. So optuna-dashboard and
-``optuna.visualization`` work on HHO runs too, and a trial left RUNNING by a process that
-died is visible as such until a resume marks it failed (what Optuna's own
-``fail_stale_trials`` does for heartbeat-less workers).
+``optuna.visualization`` work on HHO runs too.
+
+How a trial reaches the study depends on how long trials take, so that the study costs
+nothing on cheap objectives (each Optuna write is a locked, fsynced append to the journal):
+
+* Trials of :data:`PROMPT_SECONDS` or more (the LSTM's take seconds; the first trial of a
+  run counts as one): the trial is created RUNNING when it starts and finished when it ends,
+  each written to the storage at once (two or three writes a trial, where ``enqueue_trial`` +
+  ``ask`` + ``tell`` made one per parameter). A trial left RUNNING by a process that died is
+  visible as such until a resume marks it failed (what Optuna's own ``fail_stale_trials``
+  does for heartbeat-less workers).
+* Quicker trials are added once, finished, when they end (one ``create_new_trial`` from a
+  template, as ``add_trial`` does), and the run's own journal gets them in batches: at the end
+  of the first trial that ends :data:`FLUSH_SECONDS` or more after the last write, at the end
+  of the run and on interruption (Ctrl-C records the attempt in flight as failed and
+  interrupted in both cases). After a ``kill -9`` the study may lack the last half second of
+  trials; trials.csv has them, and a resume adds them (:meth:`StudyLedger.add_missing`).
 
 The study lives in the run directory as an Optuna journal file (``study.journal``: append-only,
 so a kill leaves it readable, and ten times faster per trial here than SQLite) unless
 ``--storage`` names the user's own: a database URL (``sqlite:///...``, ``postgresql://...``)
-or a journal file path. The study's name is the run id, so separate runs are separate
-studies and one run never warm-starts another's sampler.
+or a journal file path. Only the run's own journal is written in batches
+(:class:`hho_tune.journal.BufferedJournal`): only the process holding the run's lock writes it, while a
+storage of the user's may be shared with other runs, so each write goes to it at once. The
+study's name is the run id, so separate runs are separate studies and one run never
+warm-starts another's sampler.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +48,8 @@ from hho_tune.trial import Trial
 STUDY_FILE = "study.journal"
 NUMBER_ATTR = "number"
 INTERRUPTED_ATTR = "interrupted"
+PROMPT_SECONDS = 0.1  # a trial after one that took this long is written as it starts and as it ends
+FLUSH_SECONDS = 0.5  # quicker trials wait in memory until a trial ends this long after the last write
 
 
 def default_storage_url(run_dir: Path) -> str:
@@ -56,7 +76,7 @@ def _quiet_optuna() -> Any:
 
 
 class StudyLedger(TrialListener):
-    """Mirrors the run's trials into an Optuna study as they start and end."""
+    """Mirrors the run's trials into an Optuna study as they start and end; :meth:`close` at the end."""
 
     def __init__(
         self,
@@ -67,17 +87,25 @@ class StudyLedger(TrialListener):
         direction: str,
         attributes: Mapping[str, Any],
         create: bool,
+        sole_writer: bool = False,
     ) -> None:
         optuna = _quiet_optuna()
         self._optuna = optuna
         self.storage_url = storage_url
         self.study_name = study_name
+        self._journal: Any = None  # the run's own journal, when its writes may wait for flush()
         try:
-            self._storage = open_storage(storage_url)
+            if sole_writer and "://" not in storage_url:
+                from hho_tune.journal import BufferedJournal
+
+                self._journal = BufferedJournal(storage_url)
+                self._storage = optuna.storages.JournalStorage(self._journal)
+            else:
+                self._storage = open_storage(storage_url)
             if create:
                 self.study = optuna.create_study(
                     storage=self._storage, study_name=study_name, direction=direction,
-                    sampler=optuna.samplers.RandomSampler(seed=0),  # never samples: every trial is enqueued
+                    sampler=optuna.samplers.RandomSampler(seed=0),  # never samples: trials are added whole
                 )
             else:
                 self.study = optuna.load_study(
@@ -92,36 +120,67 @@ class StudyLedger(TrialListener):
         if create:
             for key, value in attributes.items():
                 self.study.set_user_attr(key, value)
+        self._study_id = self._storage.get_study_id_from_name(study_name)
         self._attributes = dict(attributes)
         self._distributions = optuna_distributions(space)
         self._space = space
-        self._running: dict[int, Any] = {}  # our trial number -> its RUNNING Optuna trial
+        self._running: dict[int, int] = {}  # our trial number -> the storage id of its RUNNING trial
+        self._started: dict[int, datetime] = {}  # our trial number -> when it started, while in flight
+        self._prompt = True  # nothing is known about the trials' length yet: write as they go
+        self._flushed = time.monotonic()
+        self.flush()
 
     # -- listener hooks -----------------------------------------------------------------------
     def on_evaluation_start(self, number: int, params: Params) -> None:
-        self.study.enqueue_trial(dict(params), user_attrs={NUMBER_ATTR: number, **self._attributes})
-        self._running[number] = self.study.ask(fixed_distributions=self._distributions)
+        start = datetime.now(timezone.utc)
+        self._started[number] = start
+        if self._prompt:
+            running = self._template(number, params, self._optuna.trial.TrialState.RUNNING, start=start)
+            self._running[number] = self._storage.create_new_trial(self._study_id, template_trial=running)
+            self.flush()
 
     def on_trial(self, trial: Trial, best: Trial | None) -> None:
+        self._started.pop(trial.number, None)
         running = self._running.pop(trial.number, None)
-        if running is None:  # a trial recorded without a start (reconciliation): add it whole
+        if running is None:  # a quick trial, or one recorded without a start (reconciliation): add it whole
             self._add_finished(trial)
-            return
-        if trial.error:
-            running.set_user_attr("error", trial.error)
-        if trial.ok:
-            self.study.tell(running, trial.value)
         else:
-            self.study.tell(running, state=self._optuna.trial.TrialState.FAIL)
+            states = self._optuna.trial.TrialState
+            if trial.error:
+                self._storage.set_trial_user_attr(running, "error", trial.error)
+            if trial.ok:
+                self._storage.set_trial_state_values(running, states.COMPLETE, [trial.value])
+            else:
+                self._storage.set_trial_state_values(running, states.FAIL)
+        self._prompt = trial.duration >= PROMPT_SECONDS
+        if running is not None or self._prompt or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
 
     def on_interrupted(self, number: int, params: Params, reason: str) -> None:
         """The trial in flight was stopped (Ctrl-C): FAIL, marked interrupted, trained again on resume."""
+        start = self._started.pop(number, None)
         running = self._running.pop(number, None)
         if running is None:
-            return
-        running.set_user_attr(INTERRUPTED_ATTR, True)
-        running.set_user_attr("error", reason)
-        self.study.tell(running, state=self._optuna.trial.TrialState.FAIL)
+            if start is None:
+                return
+            self._storage.create_new_trial(self._study_id, template_trial=self._template(
+                number, params, self._optuna.trial.TrialState.FAIL, start=start, complete=datetime.now(timezone.utc),
+                extra={INTERRUPTED_ATTR: True, "error": reason}))
+        else:
+            self._storage.set_trial_user_attr(running, INTERRUPTED_ATTR, True)
+            self._storage.set_trial_user_attr(running, "error", reason)
+            self._storage.set_trial_state_values(running, self._optuna.trial.TrialState.FAIL)
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the run's own journal holds in memory (other storages were written already)."""
+        if self._journal is not None:
+            self._journal.flush()
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        """The end of the run (or its interruption): every trial recorded so far is in the storage."""
+        self.flush()
 
     # -- resume -------------------------------------------------------------------------------
     def fail_stale_trials(self) -> list[dict[str, Any]]:
@@ -132,10 +191,11 @@ class StudyLedger(TrialListener):
             self._storage.set_trial_user_attr(frozen._trial_id, "error", "interrupted: the process running it died")
             self._storage.set_trial_state_values(frozen._trial_id, state=self._optuna.trial.TrialState.FAIL)
             stale.append({"number": frozen.user_attrs.get(NUMBER_ATTR), "params": dict(frozen.params)})
+        self.flush()
         return stale
 
     def add_missing(self, trials: list[Trial]) -> int:
-        """Add trials that trials.csv has and the study lacks (a kill between the two writes)."""
+        """Add trials that trials.csv has and the study lacks (a kill before the study got them)."""
         recorded = {
             t.user_attrs.get(NUMBER_ATTR)
             for t in self.study.get_trials(deepcopy=False)
@@ -144,20 +204,26 @@ class StudyLedger(TrialListener):
         missing = [t for t in trials if t.number not in recorded]
         for trial in missing:
             self._add_finished(trial)
+        self.flush()
         return len(missing)
 
     def _add_finished(self, trial: Trial) -> None:
-        optuna = self._optuna
-        user_attrs = {NUMBER_ATTR: trial.number, **self._attributes}
-        if trial.error:
-            user_attrs["error"] = trial.error
-        self.study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.COMPLETE if trial.ok else optuna.trial.TrialState.FAIL,
-            value=trial.value if trial.ok else None,
-            params=dict(trial.params),
-            distributions=self._distributions,
-            user_attrs=user_attrs,
-        ))
+        """One write: the trial as it ended (what ``study.add_trial`` does, without re-validating our own params)."""
+        states = self._optuna.trial.TrialState
+        self._storage.create_new_trial(self._study_id, template_trial=self._template(
+            trial.number, trial.params, states.COMPLETE if trial.ok else states.FAIL,
+            start=trial.datetime_start, complete=trial.datetime_complete, value=trial.value if trial.ok else None,
+            extra={"error": trial.error} if trial.error else None))
+
+    def _template(self, number: int, params: Params, state: Any, *, start: datetime, complete: datetime | None = None,
+                  value: float | None = None, extra: Mapping[str, Any] | None = None) -> Any:
+        """A FrozenTrial for ``create_new_trial``: our params, Optuna's distributions, our user attributes."""
+        return self._optuna.trial.FrozenTrial(
+            number=-1, trial_id=-1, state=state, value=value, datetime_start=start, datetime_complete=complete,
+            params=dict(params), distributions=self._distributions,
+            user_attrs={NUMBER_ATTR: number, **self._attributes, **(extra or {})}, system_attrs={},
+            intermediate_values={},
+        )
 
 
 def recorded_trials(storage_url: str, study_name: str) -> list[Any]:

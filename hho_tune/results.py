@@ -1,7 +1,18 @@
 """Run directories: trials.csv, leaderboard.csv, run.json, and results/leaderboard.csv.
 
-Every trial is appended to trials.csv (flushed and fsynced) the moment it ends, and
-leaderboard.csv is replaced atomically after it, so a killed run keeps all it finished.
+Every trial is appended to trials.csv the moment it ends and flushed from Python's buffer to
+the operating system, so a killed process (even ``kill -9``) keeps every row it finished: the
+file stays open for the run, and each row costs one ``write``. What only power loss or an OS
+crash could take, data the kernel has not yet put on disk, is bounded by an ``fsync`` at most
+every :data:`FSYNC_SECONDS` and one when the run ends.
+
+leaderboard.csv is derived data (trials.csv sorted), so it is not rewritten after every trial,
+which cost O(trials) each time: it is replaced atomically at most every
+:data:`LEADERBOARD_SECONDS` (less often when rewriting it would take more than
+:data:`LEADERBOARD_SHARE` of the run's time), when the run ends or is interrupted, and when a
+run is resumed. A trial that takes a second or more still updates it as soon as it ends; after
+a ``kill -9`` it may lack the last second of trials until the run is resumed.
+
 The shared results/leaderboard.csv is updated under an exclusive file lock, so runs that
 finish at the same time do not overwrite each other's rows.
 """
@@ -10,10 +21,12 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -27,6 +40,9 @@ from hho_tune.trial import Trial, TrialState, ranked
 TRIALS_FILE = "trials.csv"
 LEADERBOARD_FILE = "leaderboard.csv"
 RUN_FILE = "run.json"
+FSYNC_SECONDS = 1.0  # trials.csv: at most one fsync a second while the run goes (and one at its end)
+LEADERBOARD_SECONDS = 1.0  # leaderboard.csv: rewritten at most once a second while the run goes ...
+LEADERBOARD_SHARE = 0.05  # ... and less often if rewriting it would take more than 5% of the time
 GLOBAL_LEADERBOARD_COLUMNS = [
     "run_id", "value", "direction", "objective", "optimizer", "seed", "budget", "evaluations",
     "epochs", "train_size", "space", "params", "finished", "run_dir",
@@ -102,7 +118,13 @@ def make_named_run_dir(run_dir: Path) -> Path:
 
 
 class RunFiles:
-    """Writes one run's files as the run goes; a listener of the runner."""
+    """Writes one run's files as the run goes; a listener of the runner (through api.py).
+
+    Each trial is formatted as a CSV line once; trials.csv gets it at once, and the leaderboard
+    is those lines reordered, so neither file costs more per trial as the run grows. Call
+    :meth:`close` when the run ends or is interrupted: it syncs trials.csv and brings the
+    leaderboard up to date.
+    """
 
     def __init__(
         self,
@@ -115,18 +137,26 @@ class RunFiles:
     ) -> None:
         """Start trials.csv, or (resuming) rewrite it from ``history``, the trials parsed back from it.
 
-        The rewrite is atomic and drops a row that a kill left half-written.
+        The rewrite is atomic and drops a row that a kill left half-written; the leaderboard is
+        rewritten too, since a kill may have left it behind trials.csv.
         """
         self.run_dir = run_dir
         self.space = space
         self.direction = direction
         self.context = dict(context)  # optimizer, seed, epochs, train_size: repeated on every row
         self.columns = trial_columns(space)
+        self._names = space.names
+        self._buffer = io.StringIO()
+        self._csv = csv.writer(self._buffer)
         self.trials: list[Trial] = list(history)
+        self._lines: dict[int, str] = {t.number: self._line(t) for t in self.trials}  # by trial number
         with atomic_write(self.trials_path) as handle:
-            writer = csv.DictWriter(handle, self.columns)
-            writer.writeheader()
-            writer.writerows(self._row(t) for t in self.trials)
+            handle.write(self._format(self.columns))
+            handle.writelines(self._lines.values())
+        self._handle: Any = None  # trials.csv, opened for appending at the first trial
+        self._sync_due = 0.0  # time.monotonic() from which the next fsync may happen
+        self._leaderboard_due = 0.0  # ... and the next leaderboard rewrite
+        self._leaderboard_stale = False  # trials recorded since the last rewrite
         if self.trials:
             self.write_leaderboard()
 
@@ -135,34 +165,61 @@ class RunFiles:
         return self.run_dir / TRIALS_FILE
 
     def append(self, trial: Trial) -> None:
+        """Add a row to trials.csv (in the OS when this returns); the leaderboard when it is due."""
+        line = self._line(trial)
         self.trials.append(trial)
-        with open(self.trials_path, "a", newline="", encoding="utf-8") as handle:
-            csv.DictWriter(handle, self.columns).writerow(self._row(trial))
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.write_leaderboard()
+        self._lines[trial.number] = line
+        if self._handle is None:
+            self._handle = open(self.trials_path, "a", newline="", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self._handle.write(line)
+        self._handle.flush()
+        self._leaderboard_stale = True
+        now = time.monotonic()
+        if now >= self._sync_due:
+            os.fsync(self._handle.fileno())
+            self._sync_due = now + FSYNC_SECONDS
+        if now >= self._leaderboard_due:
+            self.write_leaderboard()
 
     def write_leaderboard(self) -> None:
-        rows = [self._row(t) for t in ranked(self.trials, self.direction)]
+        """Replace leaderboard.csv atomically: every trial best first, failed ones last."""
+        started = time.monotonic()
+        order = ranked(self.trials, self.direction)
         with atomic_write(self.run_dir / LEADERBOARD_FILE) as handle:
-            writer = csv.DictWriter(handle, ["rank", *self.columns])
-            writer.writeheader()
-            for rank, row in enumerate(rows, start=1):
-                writer.writerow({"rank": rank, **row})
+            handle.write(self._format(["rank", *self.columns]))
+            handle.writelines(f"{rank},{self._lines[t.number]}" for rank, t in enumerate(order, start=1))
+        finished = time.monotonic()
+        self._leaderboard_due = finished + max(LEADERBOARD_SECONDS, (finished - started) / LEADERBOARD_SHARE)
+        self._leaderboard_stale = False
 
-    def _row(self, trial: Trial) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "number": trial.number,
-            "value": "" if trial.value is None else repr(trial.value),
-            "state": trial.state.value,
-            "duration": f"{trial.duration:.3f}",
-            "datetime_start": trial.datetime_start.isoformat(),
-            "datetime_complete": trial.datetime_complete.isoformat(),
-            "error": trial.error,
-        }
-        row.update({f"params_{name}": trial.params.get(name, "") for name in self.space.names})
-        row.update({key: self.context.get(key, "") for key in ("optimizer", "seed", "epochs", "train_size")})
-        return row
+    def close(self) -> None:
+        """The end of the run (or its interruption): trials.csv on disk, the leaderboard up to date."""
+        if self._handle is not None:
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+        if self._leaderboard_stale:
+            self.write_leaderboard()
+
+    def _line(self, trial: Trial) -> str:
+        """The trial's row of trials.csv, as the csv module writes it (the leaderboard prefixes a rank)."""
+        return self._format([
+            trial.number,
+            "" if trial.value is None else repr(trial.value),
+            trial.state.value,
+            f"{trial.duration:.3f}",
+            trial.datetime_start.isoformat(),
+            trial.datetime_complete.isoformat(),
+            *[trial.params.get(name, "") for name in self._names],
+            *[self.context.get(key, "") for key in ("optimizer", "seed", "epochs", "train_size")],
+            trial.error,
+        ])
+
+    def _format(self, fields: Sequence[Any]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow(fields)
+        return self._buffer.getvalue()
 
 
 def load_trials(run_dir: Path, space: SearchSpace) -> list[Trial]:

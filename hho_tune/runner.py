@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hho_tune.executors import InlineExecutor, Job
 from hho_tune.optimizers.base import Optimizer, Suggestion
 from hho_tune.space import Params, SearchSpace
-from hho_tune.trial import Trial, TrialState, best_trial, failed_trial
+from hho_tune.trial import Trial, TrialState, best_trial, better, failed_trial
 
 if TYPE_CHECKING:
     from hho_tune.executors import DaskExecutor
@@ -108,7 +108,7 @@ def run_loop(
         trials=tuple(loop.trials),
         cached=loop.cached,
         replayed=loop.replayed,
-        best=best_trial(loop.trials, direction),
+        best=loop.best,
         stop_reason=loop.stop_reason,
         seconds=time.perf_counter() - started,
         optimizer=optimizer.describe(),
@@ -116,7 +116,12 @@ def run_loop(
 
 
 class _Loop:
-    """The state of one run_loop call: what is recorded, cached and in flight."""
+    """The state of one run_loop call: what is recorded, cached and in flight.
+
+    Nothing here costs more per trial as the run grows (dicts and sets, the best kept as
+    trials come, the next free trial number kept as a cursor), so the loop's own overhead stays
+    flat at tens of thousands of evaluations.
+    """
 
     def __init__(self, space: SearchSpace, optimizer: Optimizer, *, budget: int, direction: str,
                  listeners: list[TrialListener], max_failures: int, max_cached_in_a_row: int,
@@ -132,6 +137,8 @@ class _Loop:
         self.waiting: dict[tuple, list[Suggestion]] = {}  # proposals of a configuration in flight
         self.ahead: list[tuple[int, Suggestion, tuple]] = []  # asked and numbered, not yet submitted
         self.used_numbers = {t.number for t in history}
+        self.next_number = 0  # no free number below it
+        self.best = best_trial(self.trials, direction)
         self.cached = self.replayed = self.cached_in_a_row = self.failures_in_a_row = 0
         self.stop_reason = "budget spent"
         self.stopping = False
@@ -204,8 +211,9 @@ class _Loop:
             self._answer_known(suggestion, key)
         else:
             self.cached_in_a_row = 0
-            number = next(n for n in itertools.count() if n not in self.used_numbers)
+            number = next(n for n in itertools.count(self.next_number) if n not in self.used_numbers)
             self.used_numbers.add(number)
+            self.next_number = number + 1
             self.waiting[key] = []
             self.ahead.append((number, suggestion, key))
 
@@ -231,9 +239,10 @@ class _Loop:
         suggestion, key = self.in_flight.pop(trial.number)
         self.trials.append(trial)
         self.cache[key] = trial.value if trial.ok else None
-        best = best_trial(self.trials, self.direction)
+        if trial.ok and (self.best is None or better(trial.value, self.best.value, self.direction)):
+            self.best = trial  # what best_trial(self.trials) says: ties go to the earliest
         for listener in self.listeners:
-            listener.on_trial(trial, best)
+            listener.on_trial(trial, self.best)
         self._tell(suggestion, self.cache[key])
         for twin in self.waiting.pop(key, []):
             self._tell(twin, self.cache[key])
@@ -242,6 +251,7 @@ class _Loop:
             self._stop(f"{self.failures_in_a_row} failed trials in a row (last: {trial.error})")
             for number, _suggestion, key in self.ahead:  # asked ahead, never started: train none of them
                 self.used_numbers.discard(number)
+                self.next_number = min(self.next_number, number)
                 self.waiting.pop(key, None)
             self.ahead.clear()
 

@@ -28,6 +28,14 @@ def sequence(run_dir: Path) -> list[tuple[str, ...]]:
             for r in read_trials(run_dir)]
 
 
+def journal_trials(path: str, study_name: str) -> list:
+    """Every trial of a run's study, interrupted attempts included."""
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    return optuna.load_study(study_name=study_name, storage=storage).trials
+
+
 class InterruptAt:
     """The surrogate objective, raising KeyboardInterrupt (as Ctrl-C would) on call number ``at``."""
 
@@ -50,6 +58,11 @@ def test_a_resumed_run_continues_as_if_never_interrupted(name: str, mixed_space:
     run_dir = stop.value.run_dir
     assert stop.value.finished == 10 and len(read_trials(run_dir)) == 10
     assert read_run(run_dir)["status"] == "interrupted"
+    # Quick trials reach the study in batches; an interruption writes them all, and the attempt cut short.
+    run = read_run(run_dir)
+    assert [t.user_attrs["number"] for t in recorded_trials(run["storage"], run["run_id"])] == list(range(10))
+    (cut,) = [t for t in journal_trials(run["storage"], run["run_id"]) if t.user_attrs.get(INTERRUPTED_ATTR)]
+    assert cut.state.name == "FAIL" and cut.user_attrs["number"] == 10
 
     second = InterruptAt(at=None)
     result = resume(run_dir, second)
@@ -209,6 +222,73 @@ def read_trials_like(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+# -- SIGKILL of a run of quick trials: files and study written in batches -------------------------
+
+QUICK_OBJECTIVE = textwrap.dedent('''
+    """5 ms a trial: the quick path (journal and leaderboard written in batches); logs every call."""
+    import math, os, time
+
+    def objective(params):
+        with open(os.environ["HHO_TEST_CALLS"], "a") as log:
+            log.write(repr(sorted(params.items())) + "\\n")
+        time.sleep(0.005)
+        return (math.log10(params["learning_rate"]) + 2.5) ** 2 + (math.log10(params["decay_steps"]) - 3) ** 2 \\
+            - 0.1 * params["num_layers"]
+''')
+
+QUICK_RUN = textwrap.dedent('''
+    import sys
+    from hho_tune import SearchSpace, tune
+    from quick_objective import objective
+
+    space = SearchSpace.load(sys.argv[1])
+    tune(objective, space, optimizer="random", budget=int(sys.argv[2]), seed=3, direction="minimize", out=sys.argv[3])
+''')
+
+
+def test_sigkill_of_quick_trials_loses_only_the_trial_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "quick_objective.py").write_text(QUICK_OBJECTIVE)
+    space_file = REPO / "tests" / "spaces" / "decay_steps.yaml"
+    budget = 300
+    monkeypatch.setenv("HHO_TEST_CALLS", str(tmp_path / "calls.log"))
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
+    process = subprocess.Popen([sys.executable, "-c", QUICK_RUN, str(space_file), str(budget), str(tmp_path / "cut")],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run_dir = wait_for_rows(tmp_path / "cut", 100, process)
+    process.kill()
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+    # Every trial that finished is in trials.csv, in order; only the one in flight can be missing.
+    rows = read_trials(run_dir)
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert 100 <= len(rows) < budget
+    assert len(calls) - len(rows) in (0, 1)
+    assert [int(r["number"]) for r in rows] == list(range(len(rows)))
+    assert [repr(sorted({"learning_rate": float(r["params_learning_rate"]), "decay_steps": int(r["params_decay_steps"]),
+                         "num_layers": int(r["params_num_layers"])}.items())) for r in rows] == calls[:len(rows)]
+    # The study may lag trials.csv (it is written in batches) but is readable and holds nothing else.
+    run = read_run(run_dir)
+    assert {t.user_attrs["number"] for t in recorded_trials(run["storage"], run["run_id"])} <= set(range(len(rows)))
+    with open(run["storage"], "ab") as journal:  # and a kill may cut a batch short, mid-line
+        journal.write(b'{"op_code":4,"worker_id":"cut-')
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from quick_objective import objective  # the same function, in this process
+
+    result = resume(run_dir, objective)
+    assert result.outcome.replayed == len(rows)
+    reference = tune(objective, SearchSpace.load(space_file), optimizer="random", budget=budget, seed=3,
+                     direction="minimize", out=tmp_path / "ref")
+    assert sequence(run_dir) == sequence(reference.run_dir)
+    assert read_run(run_dir)["status"] == "finished"
+    study_trials = recorded_trials(run["storage"], run["run_id"])
+    assert [t.user_attrs["number"] for t in study_trials] == list(range(budget))
+    assert [t.value for t in study_trials] == [float(r["value"]) for r in read_trials(run_dir)]
+    board = read_trials_like(run_dir / "leaderboard.csv")
+    assert len(board) == budget and [float(r["value"]) for r in board] == sorted(float(r["value"]) for r in board)
+
+
 # -- bad input for --resume ------------------------------------------------------------------------
 
 def finished_run(tmp_path: Path) -> Path:
@@ -261,7 +341,9 @@ def test_resume_of_a_finished_run_does_nothing(tmp_path: Path) -> None:
 
 
 def test_a_run_in_progress_cannot_be_resumed_twice(tmp_path: Path) -> None:
-    (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE)
+    # Trials of 2 s, so the run is still going when the second process, which takes seconds to
+    # start on a loaded machine, reaches the lock (it is interrupted right after).
+    (tmp_path / "slow_objective.py").write_text(SLOW_OBJECTIVE.replace("time.sleep(0.25)", "time.sleep(2)"))
     process = cli(tmp_path, *run_args("busy", "hho"))
     run_dir = wait_for_rows(tmp_path / "busy", 1, process)
     second = cli(tmp_path, "--resume", str(run_dir))
