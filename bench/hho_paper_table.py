@@ -14,13 +14,17 @@ second table moves each optimum to a seeded random point in the middle 80% of th
 the centre gave away. F8 (Schwefel, optimum at 420.97 near the upper bound, and unbounded
 below outside its box) is not shifted.
 
-    python bench/hho_paper_table.py                      # 10 runs each, both tables: long
+    python bench/hho_paper_table.py                      # 10 runs each, both tables: hours
     python bench/hho_paper_table.py --runs 2 --functions F1 F9 F10 --budget 3000
+
+Each finished run is kept in ``--cache`` (a JSON file), so a long table stopped half way
+continues where it stopped when the same command is run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -193,7 +197,10 @@ def main() -> None:
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
     parser.add_argument("--optimizers", nargs="*", default=["hho", "hho-mealpy"])
     parser.add_argument("--tables", nargs="*", default=["centred", "shifted"], choices=["centred", "shifted"])
+    parser.add_argument("--cache", type=Path, default=Path("results/hho-paper-table.json"),
+                        help="finished runs, kept so that a stopped table resumes (default %(default)s)")
     args = parser.parse_args()
+    cache: dict[str, list[float]] = json.loads(args.cache.read_text()) if args.cache.exists() else {}
     print(f"# {args.runs} runs, {DIMS}-D, {HAWKS} hawks, {args.budget} evaluations; load average {load_average()}")
     seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="hho-paper-") as tmp:
@@ -208,9 +215,14 @@ def main() -> None:
                 for optimizer in args.optimizers:
                     gaps = []
                     for run in range(args.runs):
-                        gap, secs = one_run(spec, optimizer, run, shifted=shifted, budget=args.budget, out=Path(tmp))
-                        gaps.append(gap)
-                        seconds.append(secs)
+                        key = f"{table}/{name}/{optimizer}/{run}/{args.budget}"
+                        if key not in cache:
+                            cache[key] = list(one_run(spec, optimizer, run, shifted=shifted, budget=args.budget,
+                                                      out=Path(tmp)))
+                            args.cache.parent.mkdir(parents=True, exist_ok=True)
+                            args.cache.write_text(json.dumps(cache))
+                        gaps.append(cache[key][0])
+                        seconds.append(cache[key][1])
                     spread = statistics.stdev(gaps) if len(gaps) > 1 else 0.0
                     cells.append(f"{fmt(statistics.mean(gaps))} ({fmt(spread)})")
                 note = "" if spec.shiftable or not shifted else " (not shifted)"
