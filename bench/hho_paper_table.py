@@ -17,8 +17,9 @@ below outside its box) is not shifted.
     python bench/hho_paper_table.py                      # 10 runs each, both tables: hours
     python bench/hho_paper_table.py --runs 2 --functions F1 F9 F10 --budget 3000
 
-Each finished run is kept in ``--cache`` (a JSON file), so a long table stopped half way
-continues where it stopped when the same command is run again.
+Each finished run is kept in ``--cache`` (a JSON file; by default
+``bench/hho_paper_table_runs.json``, kept in the repository with the runs measured so far), so a
+long table stopped half way continues where it stopped when the same command is run again.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def main() -> None:
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
     parser.add_argument("--optimizers", nargs="*", default=["hho", "hho-mealpy"])
     parser.add_argument("--tables", nargs="*", default=["centred", "shifted"], choices=["centred", "shifted"])
-    parser.add_argument("--cache", type=Path, default=Path("results/hho-paper-table.json"),
+    parser.add_argument("--cache", type=Path, default=Path(__file__).with_name("hho_paper_table_runs.json"),
                         help="finished runs, kept so that a stopped table resumes (default %(default)s)")
     args = parser.parse_args()
     cache: dict[str, list[float]] = json.loads(args.cache.read_text()) if args.cache.exists() else {}
