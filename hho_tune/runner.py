@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hho_tune.executors import InlineExecutor, Job
 from hho_tune.optimizers.base import Optimizer, Suggestion
 from hho_tune.space import Params, SearchSpace
-from hho_tune.trial import Trial, TrialState, best_trial, better, failed_trial
+from hho_tune.trial import Trial, TrialState, beats, best_trial, failed_trial
 
 if TYPE_CHECKING:
     from hho_tune.executors import DaskExecutor
@@ -239,7 +239,7 @@ class _Loop:
         suggestion, key = self.in_flight.pop(trial.number)
         self.trials.append(trial)
         self.cache[key] = trial.value if trial.ok else None
-        if trial.ok and (self.best is None or better(trial.value, self.best.value, self.direction)):
+        if beats(trial, self.best, self.direction):
             self.best = trial  # what best_trial(self.trials) says: ties go to the earliest
         for listener in self.listeners:
             listener.on_trial(trial, self.best)

@@ -57,11 +57,16 @@ def better(a: float, b: float, direction: str) -> bool:
     return a > b if direction == "maximize" else a < b
 
 
+def beats(trial: Trial, best: Trial | None, direction: str) -> bool:
+    """Does ``trial`` take the lead from ``best``? Only a completed trial can, and a tie cannot."""
+    return trial.ok and (best is None or better(trial.value, best.value, direction))
+
+
 def best_trial(trials: list[Trial] | tuple[Trial, ...], direction: str) -> Trial | None:
     """The best completed trial; a failed trial can never win. Ties go to the earliest."""
     best: Trial | None = None
     for trial in trials:
-        if trial.ok and (best is None or better(trial.value, best.value, direction)):
+        if beats(trial, best, direction):
             best = trial
     return best
 
