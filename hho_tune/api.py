@@ -20,15 +20,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hho_tune.curves import CurveFile, epochs_trained, load_trials_with_curves, rung_correlations
 from hho_tune.errors import UsageError
 from hho_tune.executors import make_executor
 from hho_tune.ledger import StudyLedger, default_storage_url
 from hho_tune.optimizers.base import Optimizer, OptimizerSettings, check_name, make
+from hho_tune.pruning import DEFAULT_PRUNER, OptunaPruning, check_pruner, make_pruner
 from hho_tune.results import (
     RUN_FILE,
     RunFiles,
     RunLock,
-    load_trials,
     make_named_run_dir,
     new_run_dir,
     params_json,
@@ -57,6 +58,8 @@ class RunSettings:
     pop_size: int | None = None
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     max_failures: int = DEFAULT_MAX_FAILURES
+    pruner: str = DEFAULT_PRUNER
+    max_steps: int | None = None  # the last step (epoch) a trial trains when a pruner is on
 
     def validate(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -67,6 +70,10 @@ class RunSettings:
             raise UsageError(f"--pop-size must be at least 5 (mealpy's minimum), got {self.pop_size}")
         if self.max_failures < 1:
             raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
+                                           or self.max_steps < 1):
+            raise UsageError(f"--max-epochs must be a positive whole number, got {self.max_steps}")
+        check_pruner(self.pruner)
         check_name(self.optimizer)
 
 
@@ -112,6 +119,8 @@ def tune(
     workers: int | None = None,
     scheduler: str | None = None,
     threads_per_worker: int | None = None,
+    pruner: str = DEFAULT_PRUNER,
+    max_steps: int | None = None,
 ) -> TuneResult:
     """Search ``space`` with ``optimizer`` for exactly ``budget`` evaluations of ``objective``.
 
@@ -121,11 +130,20 @@ def tune(
     also recorded in an Optuna study: ``study.journal`` in the run directory, or ``storage``.
     ``workers`` > 1 trains that many configurations at once on a Dask LocalCluster;
     ``scheduler`` uses an existing Dask cluster instead.
+
+    ``pruner`` (:mod:`hho_tune.pruning`: ``median``, ``sha``, ``hyperband``, ``optuna:ClassName``)
+    stops unpromising trainings early; the objective reports its steps through a ``reporter``
+    argument (:mod:`hho_tune.reporting`). ``max_steps`` is the last step a trial trains (default:
+    the objective's ``epochs``); the pruner is not asked there.
     """
+    if max_steps is None and pruner != DEFAULT_PRUNER:
+        epochs = getattr(objective, "epochs", None)
+        max_steps = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
     settings = RunSettings(
         optimizer=optimizer, budget=budget, seed=seed,
         direction=direction or getattr(objective, "direction", "maximize"),
         pop_size=pop_size, optimizer_options=dict(optimizer_options or {}), max_failures=max_failures,
+        pruner=pruner, max_steps=max_steps,
     )
     settings.validate()
     _check_parallel(workers, scheduler)
@@ -187,6 +205,7 @@ def run_settings(document: Mapping[str, Any]) -> RunSettings:
         direction=document["direction"], pop_size=document.get("pop_size"),
         optimizer_options=document.get("optimizer_options") or {},
         max_failures=document.get("max_failures", DEFAULT_MAX_FAILURES),
+        pruner=document.get("pruner", DEFAULT_PRUNER), max_steps=document.get("max_steps"),
     )
 
 
@@ -215,7 +234,7 @@ def resume(
     settings = run_settings(document)
     settings.validate()
     space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(run_dir)))
-    history = load_trials(run_dir, space)
+    history = load_trials_with_curves(run_dir, space)
     document["resumes"] = [*document.get("resumes", []), {
         "at": utc_now(), "finished_trials": len(history),
         "machine": _machine(objective, workers, scheduler, threads_per_worker),  # may not be the first one's
@@ -258,21 +277,26 @@ def _execute(
         document["parallel"] = dict(parallel)
         write_json(run_dir / RUN_FILE, document)
 
+        curves = CurveFile(run_dir, history)
+
         class _Record(TrialListener):
             def on_trial(self, trial: Trial, best: Trial | None) -> None:
                 files.append(trial)
 
+        pruner = make_pruner(settings.pruner, max_steps=settings.max_steps)
+        pruning = None if pruner is None else OptunaPruning(pruner, ledger, max_steps=settings.max_steps)
         interrupted = False
         try:
             outcome = run_loop(
                 objective, space, search, budget=settings.budget, direction=settings.direction,
-                listeners=[_Record(), ledger, *listeners], max_failures=settings.max_failures, history=history,
-                executor=executor, cost=getattr(objective, "relative_cost", None),
+                listeners=[_Record(), curves, ledger, *listeners], max_failures=settings.max_failures, history=history,
+                executor=executor, cost=getattr(objective, "relative_cost", None), pruning=pruning,
             )
         except KeyboardInterrupt:
             interrupted = True
         finally:  # what waits to be written (rate-limited) goes now, before run.json says how the run ended
             files.close()
+            curves.close()
             ledger.close()
         if interrupted:
             document["status"] = "interrupted"
@@ -295,9 +319,13 @@ def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> Non
         "evaluations": outcome.evaluations,
         "cached": outcome.cached,
         "replayed": outcome.replayed,
-        "failed": sum(1 for t in outcome.trials if not t.ok),
+        "failed": sum(1 for t in outcome.trials if t.failed),
+        "pruned": sum(1 for t in outcome.trials if t.pruned),
+        "epochs_trained": epochs_trained(outcome.trials),
+        "rung_correlations": rung_correlations(outcome.trials),
         "optimizer_details": outcome.optimizer,
-        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params},
+        "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
+                                           "epochs": best.steps},
     })
     _add_tensorflow_report(document)
     document["timings"].update(

@@ -56,7 +56,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
                         help="search-space YAML file, or the name of a packaged one (default lstm_mnist)")
     parser.add_argument("--out", default="results", help="results root (default ./results)")
     parser.add_argument("--epochs", type=_positive_int, default=None,
-                        help="training epochs per trial (default 2)")
+                        help="training epochs per trial, without a pruner (default 2)")
+    parser.add_argument("--pruner", default="none",
+                        help="stop unpromising trainings early: none, median, sha, hyperband or optuna:CLASS (default none)")
+    parser.add_argument("--max-epochs", type=_positive_int, default=None,
+                        help="with a pruner: the most epochs a trial trains (default 8)")
     parser.add_argument("--train-size", type=_positive_int, default=None,
                         help="training images per trial, from the 55,000 (default 10000)")
     parser.add_argument("--data", default=None, help="an .npz in keras.datasets.mnist's layout (default: packaged MNIST)")
@@ -145,12 +149,22 @@ def load_objective_function(spec: str) -> Callable[..., float]:
 
 def prepare_search(args: argparse.Namespace, *, seed: int) -> tuple[Callable[..., float], Any]:
     """The objective and its search space, with every input checked before anything is written."""
+    from hho_tune.pruning import DEFAULT_MAX_EPOCHS, DEFAULT_PRUNER, check_pruner
     from hho_tune.space import SearchSpace, check_space
 
+    check_pruner(args.pruner)
+    pruning = args.pruner != DEFAULT_PRUNER
+    if args.max_epochs is not None and not pruning:
+        raise UsageError("--max-epochs applies with a pruner (--pruner sha, median, hyperband); "
+                         "without one every trial trains --epochs")
+    if pruning and args.epochs is not None:
+        raise UsageError(f"with --pruner, trials train up to --max-epochs (default {DEFAULT_MAX_EPOCHS}); "
+                         "--epochs is the fixed length without a pruner")
     space_given = args.space != DEFAULT_SPACE
     if args.objective:
-        lstm_flags = [flag for flag, value in (("--epochs", args.epochs), ("--train-size", args.train_size),
-                                               ("--data", args.data)) if value is not None]
+        lstm_flags = [flag for flag, value in (("--epochs", args.epochs), ("--max-epochs", args.max_epochs),
+                                               ("--train-size", args.train_size), ("--data", args.data))
+                      if value is not None]
         if lstm_flags:
             raise UsageError(f"{lstm_flags[0]} applies to the LSTM fitness, not to --objective")
         objective = load_objective_function(args.objective)
@@ -167,7 +181,7 @@ def prepare_search(args: argparse.Namespace, *, seed: int) -> tuple[Callable[...
     if args.data is not None:
         validate_file(args.data)
     objective = LstmObjective(
-        epochs=args.epochs or DEFAULT_EPOCHS,
+        epochs=(args.max_epochs or DEFAULT_MAX_EPOCHS) if pruning else (args.epochs or DEFAULT_EPOCHS),
         train_size=args.train_size or DEFAULT_TRAIN_SIZE,
         seed=seed,
         data_path=args.data,
@@ -200,14 +214,14 @@ def run_tune(argv: Sequence[str], console: Console) -> int:
         direction=args.direction, out=args.out, pop_size=args.pop_size,
         optimizer_options=optimizer_options(args), max_failures=args.max_failures,
         listeners=[ProgressPrinter(console)], arguments=arguments, storage=args.storage,
-        workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads,
+        workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads, pruner=args.pruner,
     )
     return report(result, console)
 
 
 # Flags that may accompany --resume only with the value the run was started with.
 _RUN_DEFINING_FLAGS = ("budget", "optimizer", "seed", "space", "out", "epochs", "train_size", "data", "objective",
-                       "direction", "pop_size", "tpe_startup", "max_failures", "storage")
+                       "direction", "pop_size", "tpe_startup", "max_failures", "storage", "pruner", "max_epochs")
 
 
 def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Console) -> int:
@@ -248,20 +262,29 @@ def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Cons
 def report(result: Any, console: Console) -> int:
     """The summary after a run; exit 1 when the run stopped on failures before its budget."""
     from hho_tune.api import read_run
+    from hho_tune.curves import describe_correlations
     from hho_tune.display import format_params, format_seconds, summary_table
 
     outcome = result.outcome
     document = read_run(result.run_dir)
     console.print(summary_table(outcome.trials, document["direction"], title=f"best of {outcome.evaluations} trials"))
-    failed = sum(1 for t in outcome.trials if not t.ok)
+    failed = sum(1 for t in outcome.trials if t.failed)
+    pruned = sum(1 for t in outcome.trials if t.pruned)
+    epochs = document.get("epochs_trained")
     console.print(
-        f"{outcome.evaluations} trainings, {outcome.cached} cached, {failed} failed, "
-        f"{format_seconds(outcome.seconds)} wall time; stopped: {outcome.stop_reason}", highlight=False,
+        f"{outcome.evaluations} trainings, {outcome.cached} cached, {failed} failed"
+        + (f", {pruned} pruned" if pruned else "") + (f", {epochs} epochs trained in all" if epochs else "")
+        + f", {format_seconds(outcome.seconds)} wall time; stopped: {outcome.stop_reason}", highlight=False,
     )
+    correlations = document.get("rung_correlations") or []
+    if correlations:
+        console.print(f"rank agreement between epochs (Spearman): {describe_correlations(correlations)}",
+                      highlight=False)
     if outcome.best is None:
         console.print("no trial completed", style="red")
     else:
-        console.print(f"best: {outcome.best.value:.4f}  {format_params(outcome.best.params)}", highlight=False)
+        at = "" if outcome.best.steps is None else f" (after epoch {outcome.best.steps})"
+        console.print(f"best: {outcome.best.value:.4f}{at}  {format_params(outcome.best.params)}", highlight=False)
     console.print(f"results: {result.run_dir}", highlight=False)
     if document["status"] == "stopped":
         Console(stderr=True).print(

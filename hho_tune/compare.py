@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hho_tune.errors import UsageError
+from hho_tune.pruning import DEFAULT_PRUNER, check_pruner
 from hho_tune.results import RUN_FILE, atomic_write, check_writable, create_unique_dir, read_trials, utc_now, write_json
 from hho_tune.runner import DEFAULT_MAX_FAILURES
 from hho_tune.space import SearchSpace
@@ -74,6 +75,8 @@ class ComparisonPlan:
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     max_failures: int = DEFAULT_MAX_FAILURES
     target_fraction: float = DEFAULT_TARGET_FRACTION
+    pruner: str = DEFAULT_PRUNER
+    max_steps: int | None = None
 
     def runs(self) -> list[tuple[str, int]]:
         """Seed by seed, every optimizer at one seed before the next seed starts.
@@ -93,6 +96,7 @@ class ComparisonPlan:
             raise UsageError(f"--target-fraction must be in (0, 1], got {self.target_fraction}")
         if self.max_failures < 1:
             raise UsageError(f"--max-failures must be at least 1, got {self.max_failures}")
+        check_pruner(self.pruner)
         for name in self.optimizers:
             validate_run_settings(optimizer=name, budget=self.budget, direction=self.direction, pop_size=self.pop_size)
         for name in self.optimizers:
@@ -119,6 +123,7 @@ class ComparisonPlan:
             optimizer_options=dict(document.get("optimizer_options") or {}),
             max_failures=int(document.get("max_failures", DEFAULT_MAX_FAILURES)),
             target_fraction=float(document.get("target_fraction", DEFAULT_TARGET_FRACTION)),
+            pruner=document.get("pruner", DEFAULT_PRUNER), max_steps=document.get("max_steps"),
         )
 
 
@@ -191,6 +196,8 @@ def compare(
     workers: int | None = None,
     scheduler: str | None = None,
     threads_per_worker: int | None = None,
+    pruner: str = DEFAULT_PRUNER,
+    max_steps: int | None = None,
 ) -> ComparisonResult:
     """Run each optimizer once per seed with ``budget`` evaluations, then summarise.
 
@@ -207,6 +214,7 @@ def compare(
         optimizers=tuple(optimizers), seeds=tuple(seeds), budget=budget,
         direction=direction or getattr(objective, "direction", "maximize"), pop_size=pop_size,
         optimizer_options=dict(optimizer_options or {}), max_failures=max_failures, target_fraction=target_fraction,
+        pruner=pruner, max_steps=max_steps,
     )
     plan.check(space)
     directory = new_comparison_dir(Path(out), name)
@@ -344,6 +352,7 @@ def run_unfinished(
             optimizer_options=plan.optimizer_options, max_failures=plan.max_failures, listeners=listeners,
             arguments={"comparison": directory.name}, run_dir=run_dir,
             workers=workers, scheduler=scheduler, threads_per_worker=threads_per_worker,
+            pruner=plan.pruner, max_steps=plan.max_steps,
         )
         write_curves(directory, load_curves(directory, plan))
         if console is not None:
@@ -559,7 +568,7 @@ def build_compare_parser() -> argparse.ArgumentParser:
 # Flags that may accompany --resume only with the comparison's own value.
 _COMPARISON_DEFINING_FLAGS = ("budget", "space", "out", "epochs", "train_size", "data", "objective", "direction",
                               "pop_size", "tpe_startup", "max_failures", "optimizers", "seeds", "seed_list",
-                              "target_fraction", "name")
+                              "target_fraction", "name", "pruner", "max_epochs")
 
 
 def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: Console) -> int:
@@ -609,7 +618,7 @@ def run_compare_command(argv: Sequence[str], console: Console) -> int:
         out=out, name=args.name, pop_size=args.pop_size, optimizer_options=optimizer_options(args),
         max_failures=args.max_failures, target_fraction=args.target_fraction, console=console,
         arguments={k: v for k, v in vars(args).items() if k != "resume"}, workers=args.workers,
-        scheduler=args.scheduler, threads_per_worker=args.threads,
+        scheduler=args.scheduler, threads_per_worker=args.threads, pruner=args.pruner,
     )
     print_comparison(console, result)
     return 0

@@ -53,11 +53,46 @@ class RunContext(WorkerPlugin):
             self.error = f"cannot set up the objective on worker {worker.address}: {type(exc).__name__}: {exc}"
 
 
-def evaluate_on_worker(context_name: str, params: Mapping[str, Any], number: int) -> Trial:
+ANSWER_SECONDS = 120.0  # a report waits this long for the pruner's word, then the training goes on
+
+
+class QueueChannel:
+    """A trial's reports to the coordinator through a Dask queue, and (with ``answers``) its word back.
+
+    When no word comes in :data:`ANSWER_SECONDS` (a coordinator gone or stuck) the training goes
+    on: the trial is then recorded as complete instead of pruned, which costs epochs, never a result.
+    """
+
+    def __init__(self, context_name: str, number: int, *, answers: bool) -> None:
+        self._context, self._number, self._wants_answers = context_name, number, answers
+        self._reports: Any = None
+        self._answers: Any = None
+
+    def __call__(self, number: int, step: int, value: float, seconds: float) -> bool:
+        if self._reports is None:  # made at the first report: an objective that reports nothing costs nothing
+            from distributed import Queue
+
+            from hho_tune.executors import answer_queue_name, report_queue_name
+
+            if self._wants_answers:  # registered before the first report, so its answer cannot come too early
+                self._answers = Queue(answer_queue_name(self._context, self._number))
+            self._reports = Queue(report_queue_name(self._context))
+        self._reports.put((number, step, value, seconds))
+        if self._answers is None:
+            return False
+        try:
+            return bool(self._answers.get(timeout=ANSWER_SECONDS))
+        except Exception:  # a timeout (Dask's or asyncio's) or a lost scheduler: train on
+            return False
+
+
+def evaluate_on_worker(context_name: str, params: Mapping[str, Any], number: int, *, reports: bool = False,
+                       answers: bool = False) -> Trial:
     """The Dask task of one trial: the runner's :func:`~hho_tune.runner.evaluate` with this worker's context."""
     from hho_tune.runner import evaluate
 
     context: RunContext = get_worker().plugins[context_name]
     if context.error:
         return failed_trial(number, params, context.error)
-    return evaluate(context.objective, context.space, dict(params), number=number)
+    channel = QueueChannel(context_name, number, answers=answers) if reports else None
+    return evaluate(context.objective, context.space, dict(params), number=number, channel=channel)

@@ -67,7 +67,12 @@ class ProgressPrinter(TrialListener):
         done = self.done
         elapsed = time.perf_counter() - self.started
         left = elapsed / self.trained_here * (self.budget - done)
-        value = f"{trial.value:.4f}" if trial.ok else "[red]FAILED[/red]"
+        if trial.ok:
+            value = f"{trial.value:.4f}"
+        elif trial.pruned:
+            value = f"{trial.value:.4f} [yellow]pruned at epoch {trial.steps}[/yellow]"
+        else:
+            value = "[red]FAILED[/red]"
         best_text = f"best {best.value:.4f} (#{best.number})" if best is not None else "best -"
         width = len(str(self.budget))
         line = (
@@ -77,24 +82,28 @@ class ProgressPrinter(TrialListener):
         if self.cached:
             line += f", {self.cached} cached"
         self.console.print(line, highlight=False)
-        if not trial.ok:
+        if trial.failed:
             self.console.print(f"    [red]{trial.error}[/red]", highlight=False)
 
 
 def summary_table(trials: Sequence[Trial], direction: str, *, top: int = 5, title: str = "") -> Table:
-    """The best ``top`` trials, best first."""
-    best = [t for t in ranked(list(trials), direction) if t.ok][:top]
+    """The best ``top`` trials, best first: those that trained furthest first (the epoch column says where)."""
+    best = [t for t in ranked(list(trials), direction) if not t.failed][:top]
+    epochs = any(t.steps is not None for t in best)
     names = list(best[0].params) if best else []
     table = Table(title=title or None)
     table.add_column("rank", justify="right")
     table.add_column("trial", justify="right")
     table.add_column("value", justify="right")
+    if epochs:
+        table.add_column("epoch", justify="right")
     for name in names:
         table.add_column(name, justify="right")
     table.add_column("seconds", justify="right")
     for rank, trial in enumerate(best, start=1):
         table.add_row(
             str(rank), str(trial.number), f"{trial.value:.4f}",
+            *([str(trial.steps if trial.steps is not None else "")] if epochs else []),
             *[format_value(trial.params[name]) for name in names], f"{trial.duration:.1f}",
         )
     return table

@@ -21,3 +21,11 @@ class DataError(UsageError):
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the trial is recorded as failed."""
+
+
+class TrialPruned(Exception):
+    """Raised by an objective when its reporter says to stop (``reporter.should_prune()``).
+
+    The trial is recorded as PRUNED with the last value it reported. Optuna's own
+    ``optuna.TrialPruned`` is accepted too, so objectives written for Optuna work unchanged.
+    """

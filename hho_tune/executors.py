@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hho_tune.errors import UsageError
+from hho_tune.reporting import ReportChannel
 from hho_tune.space import Params, SearchSpace
 from hho_tune.trial import Trial, failed_trial
 
@@ -37,13 +38,19 @@ class InlineExecutor:
         self._objective = objective
         self._space = space
         self._queued: list[Job] = []
+        self._channel: ReportChannel | None = None
+
+    def set_report_channel(self, channel: ReportChannel, *, answers: bool = True) -> None:
+        """Where a training's reports go (the runner's ear); answered at once, in this process."""
+        self._channel = channel
 
     def submit(self, job: Job) -> None:
         self._queued.append(job)
 
     def wait_any(self) -> list[tuple[Job, Trial]]:
         job = self._queued.pop(0)
-        return [(job, self._evaluate(self._objective, self._space, job.params, number=job.number))]
+        return [(job, self._evaluate(self._objective, self._space, job.params, number=job.number,
+                                     channel=self._channel))]
 
     def cancel_all(self) -> None:
         self._queued.clear()
@@ -90,23 +97,61 @@ class DaskExecutor:
         self._context = f"hho-tune-run-{uuid.uuid4().hex}"  # unique: several runs may share a cluster
         self._client.register_plugin(RunContext(self._context, objective, space), name=self._context)
         self._pending: dict[Any, Job] = {}
+        self._channel: ReportChannel | None = None
+        self._answers = False
+        self._reports: Any = None
+
+    def set_report_channel(self, channel: ReportChannel, *, answers: bool = True) -> None:
+        """Reports come from the workers through a Dask queue; with ``answers``, each waits for the pruner's word.
+
+        Why a queue through the scheduler: the workers may be on machines that share no file
+        system with this process, and the study the pruner reads lives here. The answer goes
+        back on a queue of the trial's own; :meth:`wait_any` serves reports every
+        :data:`REPORT_POLL_SECONDS` while it waits, so an epoch waits that long at most, plus
+        two messages through the scheduler.
+        """
+        from distributed import Queue
+
+        self._channel, self._answers = channel, answers
+        self._reports = Queue(report_queue_name(self._context), client=self._client)
 
     def submit(self, job: Job) -> None:
         from hho_tune.dask_worker import evaluate_on_worker
 
-        future = self._client.submit(evaluate_on_worker, self._context, dict(job.params), job.number, pure=False,
+        future = self._client.submit(evaluate_on_worker, self._context, dict(job.params), job.number,
+                                     reports=self._channel is not None, answers=self._answers, pure=False,
                                      key=f"trial-{job.number}-{self._context}")
         self._pending[future] = job
 
     def wait_any(self) -> list[tuple[Job, Trial]]:
+        from dask.distributed import TimeoutError as DaskTimeoutError
         from distributed import wait
 
-        done, _ = wait(list(self._pending), return_when="FIRST_COMPLETED")
+        while True:
+            try:
+                done, _ = wait(list(self._pending), timeout=REPORT_POLL_SECONDS if self._reports is not None else None,
+                               return_when="FIRST_COMPLETED")
+            except (DaskTimeoutError, TimeoutError):
+                done = set()
+            self._serve_reports()  # before recording a trial: its last reports were sent before it ended
+            if done:
+                break
         finished = []
         for future in done:
             job = self._pending.pop(future)
             finished.append((job, self._result(future, job)))
         return sorted(finished, key=lambda pair: pair[0].number)
+
+    def _serve_reports(self) -> None:
+        """Hand every waiting report to the channel and send each answer back to its trial."""
+        if self._reports is None or self._channel is None:
+            return
+        from distributed import Queue
+
+        for number, step, value, seconds in self._reports.get(batch=True):
+            prune = self._channel(number, step, value, seconds)
+            if self._answers:
+                Queue(answer_queue_name(self._context, number), client=self._client).put(bool(prune))
 
     def _result(self, future: Any, job: Job) -> Trial:
         try:
@@ -128,6 +173,17 @@ class DaskExecutor:
         self._client.close()
         if self._cluster is not None:
             self._cluster.close()
+
+
+REPORT_POLL_SECONDS = 0.05  # how often the coordinator serves the workers' reports while it waits
+
+
+def report_queue_name(context: str) -> str:
+    return f"{context}-reports"
+
+
+def answer_queue_name(context: str, number: int) -> str:
+    return f"{context}-answer-{number}"
 
 
 def _pre_spawn_environ() -> dict[str, Any]:

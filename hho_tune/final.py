@@ -34,6 +34,8 @@ from hho_tune.errors import TrainingDiverged, UsageError
 from hho_tune.objective import LstmConfig
 
 DEFAULT_FINAL_EPOCHS = 20
+KEEP_CHOICES = ("best", "last")
+DEFAULT_KEEP = "best"
 DEFAULT_RESULTS = "results"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.keras"
@@ -64,6 +66,8 @@ class TrainingPlan:
     train_size: int | None
     origin: dict[str, Any]
     search_fidelity: dict[str, Any] = field(default_factory=dict)
+    keep: str = DEFAULT_KEEP  # "best": the weights of the best validation epoch; "last": the last epoch's
+    patience: int | None = None  # stop after this many epochs without a better validation accuracy
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,11 @@ def build_train_parser() -> argparse.ArgumentParser:
                         help="train on the first N of the 55,000 training images (default: all; for quick checks)")
     parser.add_argument("--rescale-decay", action="store_true",
                         help="multiply decay_steps by (steps per epoch now) / (steps per epoch in the search)")
+    parser.add_argument("--keep", choices=KEEP_CHOICES, default=DEFAULT_KEEP,
+                        help="which weights model.keras gets: those of the best validation epoch, or the last "
+                             f"(default {DEFAULT_KEEP})")
+    parser.add_argument("--patience", type=_positive_int, default=None,
+                        help="stop when validation accuracy has not improved for this many epochs (default: train all)")
     parser.add_argument("--threads", type=_positive_int, default=None, help="TensorFlow threads (default: all cores)")
     return parser
 
@@ -225,6 +234,8 @@ def make_plan(args: argparse.Namespace) -> TrainingPlan:
         seed=plan.seed if args.seed is None else args.seed,
         data=args.data if args.data is not None else plan.data,
         train_size=args.train_size,
+        keep=args.keep,
+        patience=args.patience,
     )
 
 
@@ -259,6 +270,8 @@ def run_train_command(argv: Sequence[str], console: Console) -> int:
         "status": "running",
         "configuration": asdict(plan.config),
         "epochs": plan.epochs,
+        "keep": plan.keep,
+        "patience": plan.patience,
         "seed": plan.seed,
         "train_size": len(data.train),
         "validation_size": len(data.validation),
@@ -283,9 +296,11 @@ def _train(plan: TrainingPlan, data: TrainValidation, test: Split, out_dir: Path
     document["machine"] = machine_description(threads=threads)  # what another machine must match to reproduce it
     records: list[EpochRecord] = []
     started = time.perf_counter()
+    keeper = best_epoch_keeper(plan)
     try:
         model, _ = train_and_score(plan.config, data, epochs=plan.epochs, seed=plan.seed,
-                                   callbacks=[_epoch_reporter(console, plan.epochs, records)], validation=data.validation)
+                                   callbacks=[_epoch_reporter(console, plan.epochs, records), *keeper],
+                                   validation=data.validation)
     except TrainingDiverged as exc:
         _finish(out_dir, document, records, started, status="diverged", error=str(exc))
         _error(f"training diverged in epoch {len(records)} of {plan.epochs} (the loss is not finite); no model saved, "
@@ -303,20 +318,50 @@ def _train(plan: TrainingPlan, data: TrainValidation, test: Split, out_dir: Path
         _error(f"the trained model gives a non-finite loss on the test images; no model saved, see {out_dir / METRICS_FILE}")
         return EXIT_DIVERGED
     model.save(out_dir / MODEL_FILE)
-    document.update(test_accuracy=test_accuracy, test_loss=test_loss)
+    saved = saved_record(plan, records)
+    document.update(test_accuracy=test_accuracy, test_loss=test_loss, saved_epoch=saved.epoch,
+                    saved_val_accuracy=saved.val_accuracy,
+                    stopped_early=len(records) < plan.epochs)
     document["seconds_test"] = round(time.perf_counter() - test_started, 3)
     document["seconds_training"] = round(training_seconds, 3)
     _finish(out_dir, document, records, started, status="finished", error="")
     write_curves(out_dir / CURVES_FILE, records, title=f"{plan.name}: test accuracy {test_accuracy:.4f}")
 
     best = max(records, key=lambda r: r.val_accuracy)
+    stopped = f", stopped after {len(records)} epochs (patience {plan.patience})" if len(records) < plan.epochs else ""
     console.print(
-        f"test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) on {len(test):,} test images; "
-        f"best validation accuracy {best.val_accuracy:.4f} at epoch {best.epoch}; {_clock(training_seconds)} training",
+        f"test accuracy {test_accuracy:.4f} (loss {test_loss:.4f}) on {len(test):,} test images, of the model of "
+        f"epoch {saved.epoch} ({plan.keep}); best validation accuracy {best.val_accuracy:.4f} at epoch {best.epoch}"
+        f"{stopped}; {_clock(training_seconds)} training",
         highlight=False,
     )
     console.print(f"wrote {out_dir / MODEL_FILE}, {METRICS_FILE}, {CURVES_FILE}", highlight=False)
     return 0
+
+
+def best_epoch_keeper(plan: TrainingPlan) -> list[Any]:
+    """Keras's ``EarlyStopping(restore_best_weights=True)`` on validation accuracy, when the plan asks for it.
+
+    Why EarlyStopping rather than ModelCheckpoint(save_best_only=True): it keeps the best weights in
+    memory and puts them back when training ends (stopped early or not), so the model that is
+    saved and scored on the test set is that epoch's, with no file written per improvement.
+    Without --patience it never stops early (patience = all epochs). Ties keep the earlier epoch.
+    """
+    import keras
+
+    if plan.keep == "last" and plan.patience is None:
+        return []
+    return [keras.callbacks.EarlyStopping(
+        monitor="val_accuracy", mode="max", patience=plan.patience or plan.epochs,
+        restore_best_weights=plan.keep == "best",
+    )]
+
+
+def saved_record(plan: TrainingPlan, records: Sequence[EpochRecord]) -> EpochRecord:
+    """The epoch whose weights model.keras holds: the first best validation epoch, or the last one trained."""
+    if plan.keep == "last":
+        return records[-1]
+    return max(records, key=lambda r: (r.val_accuracy, -r.epoch))
 
 
 def score_test(model: Any, test: Split) -> tuple[float, float]:

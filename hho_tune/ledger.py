@@ -32,7 +32,9 @@ warm-starts another's sampler.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -125,7 +127,7 @@ class StudyLedger(TrialListener):
         self._distributions = optuna_distributions(space)
         self._space = space
         self._running: dict[int, int] = {}  # our trial number -> the storage id of its RUNNING trial
-        self._started: dict[int, datetime] = {}  # our trial number -> when it started, while in flight
+        self._started: dict[int, tuple[datetime, Params]] = {}  # our trial number -> when it started, what it trains
         self._prompt = True  # nothing is known about the trials' length yet: write as they go
         self._flushed = time.monotonic()
         self.flush()
@@ -133,11 +135,48 @@ class StudyLedger(TrialListener):
     # -- listener hooks -----------------------------------------------------------------------
     def on_evaluation_start(self, number: int, params: Params) -> None:
         start = datetime.now(timezone.utc)
-        self._started[number] = start
+        self._started[number] = (start, dict(params))
         if self._prompt:
-            running = self._template(number, params, self._optuna.trial.TrialState.RUNNING, start=start)
-            self._running[number] = self._storage.create_new_trial(self._study_id, template_trial=running)
+            self._create_running(number)
             self.flush()
+
+    def on_report(self, number: int, step: int, value: float, seconds: float) -> None:
+        """The step's value as the trial's intermediate value (Optuna's ``trial.report``): the pruner reads it here."""
+        if number not in self._running:  # a trial reports: it is long enough to be in the study while it runs
+            self._create_running(number)
+        if math.isfinite(value):  # Optuna refuses a NaN value; the trial fails on it anyway
+            self._storage.set_trial_intermediate_value(self._running[number], step, value)
+        if time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+
+    def running_trial(self, number: int) -> Any:
+        """Trial ``number`` as the study holds it while it trains, numbered as the run numbers it."""
+        return _as_numbered_by_the_run(self._storage.get_trial(self._running[number]))
+
+    def study_for_pruner(self, pruner: Any) -> Any:
+        """The run's study as a pruner should see it: interrupted attempts left out, the run's trial numbers.
+
+        Why: an attempt cut short by a kill stays in the study, failed, with the intermediate
+        values and rung records it had reached, and takes a study trial number. Left in view,
+        it would compete at its rungs a second time when the trial is trained again, and shift
+        Hyperband's brackets (chosen from the trial number): a resumed run would prune
+        differently from an uninterrupted one.
+
+        The pruner also sees the study under a name made from the run's seed, not the run id:
+        Hyperband draws a trial's bracket from crc32(study name, trial number), so under the run
+        id two runs of the same seed would put their trials in different brackets. Under the
+        seed's name the same seed prunes the same way in any run directory, and the optimizers
+        of a comparison meet the same brackets at each seed.
+        """
+        alias = f"hho-tune-seed-{self._attributes.get('seed', 0)}"
+        view = _EvaluationsOnly(self._storage, study_id=self._study_id, alias=alias)
+        return self._optuna.load_study(study_name=alias, storage=view,
+                                       sampler=self._optuna.samplers.RandomSampler(seed=0), pruner=pruner)
+
+    def _create_running(self, number: int) -> None:
+        start, params = self._started[number]
+        running = self._template(number, params, self._optuna.trial.TrialState.RUNNING, start=start)
+        self._running[number] = self._storage.create_new_trial(self._study_id, template_trial=running)
 
     def on_trial(self, trial: Trial, best: Trial | None) -> None:
         self._started.pop(trial.number, None)
@@ -150,6 +189,8 @@ class StudyLedger(TrialListener):
                 self._storage.set_trial_user_attr(running, "error", trial.error)
             if trial.ok:
                 self._storage.set_trial_state_values(running, states.COMPLETE, [trial.value])
+            elif trial.pruned:  # Optuna's own record of a pruned trial: its last intermediate value
+                self._storage.set_trial_state_values(running, states.PRUNED, [trial.value])
             else:
                 self._storage.set_trial_state_values(running, states.FAIL)
         self._prompt = trial.duration >= PROMPT_SECONDS
@@ -158,11 +199,12 @@ class StudyLedger(TrialListener):
 
     def on_interrupted(self, number: int, params: Params, reason: str) -> None:
         """The trial in flight was stopped (Ctrl-C): FAIL, marked interrupted, trained again on resume."""
-        start = self._started.pop(number, None)
+        started = self._started.pop(number, None)
         running = self._running.pop(number, None)
         if running is None:
-            if start is None:
+            if started is None:
                 return
+            start = started[0]
             self._storage.create_new_trial(self._study_id, template_trial=self._template(
                 number, params, self._optuna.trial.TrialState.FAIL, start=start, complete=datetime.now(timezone.utc),
                 extra={INTERRUPTED_ATTR: True, "error": reason}))
@@ -210,20 +252,59 @@ class StudyLedger(TrialListener):
     def _add_finished(self, trial: Trial) -> None:
         """One write: the trial as it ended (what ``study.add_trial`` does, without re-validating our own params)."""
         states = self._optuna.trial.TrialState
+        state = states.COMPLETE if trial.ok else states.PRUNED if trial.pruned else states.FAIL
         self._storage.create_new_trial(self._study_id, template_trial=self._template(
-            trial.number, trial.params, states.COMPLETE if trial.ok else states.FAIL,
-            start=trial.datetime_start, complete=trial.datetime_complete, value=trial.value if trial.ok else None,
-            extra={"error": trial.error} if trial.error else None))
+            trial.number, trial.params, state,
+            start=trial.datetime_start, complete=trial.datetime_complete, value=None if trial.failed else trial.value,
+            extra={"error": trial.error} if trial.error else None,
+            intermediate={step: value for step, value, _ in trial.curve if math.isfinite(value)}))
 
     def _template(self, number: int, params: Params, state: Any, *, start: datetime, complete: datetime | None = None,
-                  value: float | None = None, extra: Mapping[str, Any] | None = None) -> Any:
+                  value: float | None = None, extra: Mapping[str, Any] | None = None,
+                  intermediate: Mapping[int, float] | None = None) -> Any:
         """A FrozenTrial for ``create_new_trial``: our params, Optuna's distributions, our user attributes."""
         return self._optuna.trial.FrozenTrial(
             number=-1, trial_id=-1, state=state, value=value, datetime_start=start, datetime_complete=complete,
             params=dict(params), distributions=self._distributions,
             user_attrs={NUMBER_ATTR: number, **self._attributes, **(extra or {})}, system_attrs={},
-            intermediate_values={},
+            intermediate_values=dict(intermediate or {}),
         )
+
+
+class _EvaluationsOnly:
+    """An Optuna storage seen without interrupted attempts, its trials numbered by the run, the study by its alias.
+
+    See :meth:`StudyLedger.study_for_pruner`.
+
+    Everything but the two reads is the storage itself, so a pruner's own writes (the
+    successive-halving rung records) land in the run's study.
+    """
+
+    def __init__(self, storage: Any, *, study_id: int, alias: str) -> None:
+        self._storage, self._study_id, self._alias = storage, study_id, alias
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return self._study_id if study_name == self._alias else self._storage.get_study_id_from_name(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return self._alias if study_id == self._study_id else self._storage.get_study_name_from_id(study_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
+        trials = self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        return [_as_numbered_by_the_run(t) for t in trials if not t.user_attrs.get(INTERRUPTED_ATTR)]
+
+    def get_trial(self, trial_id: int) -> Any:
+        return _as_numbered_by_the_run(self._storage.get_trial(trial_id))
+
+
+def _as_numbered_by_the_run(frozen: Any) -> Any:
+    """A shallow copy of an Optuna trial carrying our trial number as its ``number``."""
+    twin = copy.copy(frozen)
+    twin.number = frozen.user_attrs.get(NUMBER_ATTR, frozen.number)
+    return twin
 
 
 def recorded_trials(storage_url: str, study_name: str) -> list[Any]:

@@ -7,6 +7,7 @@ answers ``--help`` and refuses bad input without paying TensorFlow's start-up.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import random
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hho_tune.data import IMAGE_SHAPE, NUM_CLASSES, Split, TrainValidation, load_train_validation
-from hho_tune.errors import SearchSpaceError, TrainingDiverged, UsageError
+from hho_tune.errors import SearchSpaceError, TrainingDiverged, TrialPruned, UsageError
 from hho_tune.space import Domain, SearchSpace
 
 if TYPE_CHECKING:
@@ -314,9 +315,47 @@ def train_and_score(
         validation_batch_size=VALIDATION_BATCH,
     )
     losses = history.history.get("loss", [])
-    if (model.stop_training and len(losses) < epochs) or any(not math.isfinite(v) for v in losses):
+    stopped_by_choice = any(getattr(callback, "stopped_epoch", 0) > 0 for callback in callbacks or [])  # EarlyStopping
+    cut_short = model.stop_training and len(losses) < epochs and not stopped_by_choice
+    if cut_short or any(not math.isfinite(v) for v in losses):
         raise TrainingDiverged(f"training loss became non-finite (epoch losses: {losses})")
     return model, history.history
+
+
+@functools.cache
+def _epoch_scores_class() -> type:
+    """Made on first use: subclassing keras.callbacks.Callback at import would import Keras with the package."""
+    import keras
+
+    class EpochScores(keras.callbacks.Callback):
+        """Scores the validation images after each epoch and reports it (the learning curve).
+
+        Raises :class:`~hho_tune.errors.TrialPruned` from ``on_epoch_end`` when the reporter says
+        to stop: the exception leaves ``model.fit`` at once, and the next trial resets the pooled
+        model as always. An epoch whose loss is not finite is left to ``TerminateOnNaN`` (a
+        failed trial).
+        """
+
+        def __init__(self, data: TrainValidation, reporter: Any) -> None:
+            super().__init__()
+            self.data, self.reporter = data, reporter
+            self.last: float | None = None
+
+        def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                return
+            self.last = validation_accuracy(self.model, self.data)
+            self.reporter.report(self.last, epoch + 1)
+            if self.reporter.should_prune():
+                raise TrialPruned(f"pruned after epoch {epoch + 1}")
+
+    return EpochScores
+
+
+def epoch_scores(data: TrainValidation, reporter: Any) -> Any:
+    """The callback that reports the validation accuracy after each epoch to ``reporter``."""
+    return _epoch_scores_class()(data, reporter)
 
 
 def validation_accuracy(model: keras.Model, data: TrainValidation) -> float:
@@ -372,11 +411,21 @@ class LstmObjective:
         """Pickle as the recipe, not the arrays: a Dask worker loads the data itself, once."""
         return _lstm_objective_in_this_process, (self.epochs, self.train_size, self.seed, self.data_path)
 
-    def __call__(self, params: Mapping[str, Any]) -> float:
+    def __call__(self, params: Mapping[str, Any], reporter: Any = None) -> float:
+        """Validation accuracy after ``epochs``; with a ``reporter``, after each epoch too (the learning curve).
+
+        The per-epoch score is the same computation as the final one, on the same model, and
+        touches no random state, so a trial scores the same with and without a reporter.
+        """
         config = LstmConfig.from_params(params)
         start_tensorflow(self.threads)
-        model, _ = train_and_score(config, self.data, epochs=self.epochs, seed=self.seed, pool=self.models)
-        return validation_accuracy(model, self.data)
+        if reporter is None:
+            model, _ = train_and_score(config, self.data, epochs=self.epochs, seed=self.seed, pool=self.models)
+            return validation_accuracy(model, self.data)
+        scores = epoch_scores(self.data, reporter)
+        train_and_score(config, self.data, epochs=self.epochs, seed=self.seed, pool=self.models, callbacks=[scores])
+        assert scores.last is not None  # fit ran every epoch: a stop would have raised
+        return scores.last
 
     def relative_cost(self, params: Mapping[str, Any]) -> float:
         """Multiply-adds of the LSTM stack per image: orders trainings by length, it is not a time.

@@ -211,7 +211,9 @@ class RunFiles:
             trial.datetime_start.isoformat(),
             trial.datetime_complete.isoformat(),
             *[trial.params.get(name, "") for name in self._names],
-            *[self.context.get(key, "") for key in ("optimizer", "seed", "epochs", "train_size")],
+            self.context.get("optimizer", ""), self.context.get("seed", ""),
+            self.context.get("epochs", "") if trial.steps is None else trial.steps,  # a pruned trial: the epochs it trained
+            self.context.get("train_size", ""),
             trial.error,
         ])
 
@@ -223,7 +225,10 @@ class RunFiles:
 
 
 def load_trials(run_dir: Path, space: SearchSpace) -> list[Trial]:
-    """trials.csv parsed back into trials (for resume); a half-written last row is dropped."""
+    """trials.csv parsed back into trials (for resume); a half-written last row is dropped.
+
+    Their learning curves are in learning_curves.csv: :func:`hho_tune.curves.load_trials_with_curves`.
+    """
     path = run_dir / TRIALS_FILE
     if not path.exists():
         return []
@@ -243,8 +248,8 @@ def _trial_from_row(row: Mapping[str, str], space: SearchSpace) -> Trial:
     }
     state = TrialState(row["state"])
     value = float(row["value"]) if row["value"] else None
-    if state is TrialState.COMPLETE and value is None:
-        raise ValueError("a completed trial without a value")
+    if state in (TrialState.COMPLETE, TrialState.PRUNED) and value is None:
+        raise ValueError("a completed or pruned trial without a value")
     return Trial(
         number=int(row["number"]),
         params=params,

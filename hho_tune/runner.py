@@ -13,12 +13,13 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hho_tune.executors import InlineExecutor, Job
 from hho_tune.optimizers.base import Optimizer, Suggestion
+from hho_tune.reporting import ReportChannel, TrialReporter, is_pruned_signal, wants_reporter
 from hho_tune.space import Params, SearchSpace
 from hho_tune.trial import Trial, TrialState, beats, best_trial, failed_trial
 
@@ -44,11 +45,22 @@ class TrialListener:
     def on_trial(self, trial: Trial, best: Trial | None) -> None:
         """A trial finished, successfully or not; ``best`` already includes it."""
 
+    def on_report(self, number: int, step: int, value: float, seconds: float) -> None:
+        """Trial ``number`` reported ``value`` after ``step`` (an epoch), which took ``seconds``."""
+
     def on_cached(self, params: Params, value: float | None) -> None:
         """The optimizer proposed a known configuration; no training happened."""
 
     def on_interrupted(self, number: int, params: Params, reason: str) -> None:
         """The training in flight was interrupted (Ctrl-C); the exception propagates after this."""
+
+
+class Pruning(Protocol):
+    """What the loop asks when a trial reports a step: should it stop? (:class:`hho_tune.pruning.OptunaPruning`)."""
+
+    def should_prune(self, number: int, step: int) -> bool:
+        """Called after the step's value reached every listener (the study holds it)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -79,6 +91,7 @@ def run_loop(
     history: Sequence[Trial] = (),
     executor: Executor | None = None,
     cost: Callable[[Params], float] | None = None,
+    pruning: Pruning | None = None,
 ) -> RunOutcome:
     """Evaluate exactly ``budget`` configurations unless the optimizer gives up first.
 
@@ -95,10 +108,14 @@ def run_loop(
     (a dive's Y, then its Z), so that the workers finish a batch together instead of one
     waiting for a long training, or a Z, started last. Trial numbers stay in the order of
     asking.
+
+    ``pruning`` decides, each time a trial reports a step, whether it stops there; a pruned
+    trial costs one configuration of the budget like any other, and the optimizer is told it
+    was pruned (:meth:`Optimizer.tell_pruned`), with its curve.
     """
     loop = _Loop(space, optimizer, budget=budget, direction=direction, listeners=list(listeners),
                  max_failures=max_failures, max_cached_in_a_row=max_cached_in_a_row, history=history,
-                 executor=executor or InlineExecutor(objective, space), cost=cost)
+                 executor=executor or InlineExecutor(objective, space), cost=cost, pruning=pruning)
     started = time.perf_counter()
     try:
         loop.run()
@@ -125,14 +142,15 @@ class _Loop:
 
     def __init__(self, space: SearchSpace, optimizer: Optimizer, *, budget: int, direction: str,
                  listeners: list[TrialListener], max_failures: int, max_cached_in_a_row: int,
-                 history: Sequence[Trial], executor: Executor, cost: Callable[[Params], float] | None) -> None:
-        self.space, self.optimizer, self.executor = space, optimizer, executor
+                 history: Sequence[Trial], executor: Executor, cost: Callable[[Params], float] | None,
+                 pruning: Pruning | None) -> None:
+        self.space, self.optimizer, self.executor, self.pruning = space, optimizer, executor, pruning
         self.cost = cost if executor.capacity > 1 else None  # one at a time: nothing to reorder
         self.budget, self.direction, self.listeners = budget, direction, listeners
         self.max_failures, self.max_cached_in_a_row = max_failures, max_cached_in_a_row
         self.trials: list[Trial] = list(history)
         self.ledger = {space.key(t.params): t for t in history}
-        self.cache: dict[tuple, float | None] = {}
+        self.cache: dict[tuple, Trial] = {}  # configuration -> the trial that answered it
         self.in_flight: dict[int, tuple[Suggestion, tuple]] = {}  # number -> (suggestion, key)
         self.waiting: dict[tuple, list[Suggestion]] = {}  # proposals of a configuration in flight
         self.ahead: list[tuple[int, Suggestion, tuple]] = []  # asked and numbered, not yet submitted
@@ -142,6 +160,10 @@ class _Loop:
         self.cached = self.replayed = self.cached_in_a_row = self.failures_in_a_row = 0
         self.stop_reason = "budget spent"
         self.stopping = False
+        self.heard: dict[int, int] = {}  # trial in flight -> the last step its listeners heard
+        connect = getattr(executor, "set_report_channel", None)  # an executor without it passes no reports
+        if connect is not None:
+            connect(self._on_report, answers=pruning is not None)
 
     def run(self) -> None:
         for listener in self.listeners:
@@ -204,8 +226,7 @@ class _Loop:
         key = self.space.key(suggestion.params)
         if key not in self.cache and key in self.ledger:
             self.replayed += 1
-            recorded = self.ledger[key]
-            self.cache[key] = recorded.value if recorded.ok else None
+            self.cache[key] = self.ledger[key]
             self._tell(suggestion, self.cache[key])
         elif key in self.cache or key in self.waiting:
             self._answer_known(suggestion, key)
@@ -223,9 +244,10 @@ class _Loop:
         if key in self.waiting:  # the same configuration is training right now: answer when it ends
             self.waiting[key].append(suggestion)
         else:
+            known = self.cache[key]
             for listener in self.listeners:
-                listener.on_cached(suggestion.params, self.cache[key])
-            self._tell(suggestion, self.cache[key])
+                listener.on_cached(suggestion.params, None if known.failed else known.value)
+            self._tell(suggestion, known)
         if self.cached_in_a_row >= self.max_cached_in_a_row:
             self._stop(f"the optimizer proposed only known configurations {self.cached_in_a_row} times in a row")
 
@@ -235,10 +257,24 @@ class _Loop:
             listener.on_evaluation_start(number, suggestion.params)
         self.executor.submit(Job(number, dict(suggestion.params)))
 
+    def _on_report(self, number: int, step: int, value: float, seconds: float) -> bool:
+        """A step of a trial in flight: to the listeners (curve file, study), then to the pruner."""
+        if number not in self.in_flight:  # a message that came after its trial ended: the trial brought its curve
+            return False
+        self.heard[number] = step
+        for listener in self.listeners:
+            listener.on_report(number, step, value, seconds)
+        return self.pruning is not None and self.pruning.should_prune(number, step)
+
     def _record(self, trial: Trial) -> None:
         suggestion, key = self.in_flight.pop(trial.number)
+        heard = self.heard.pop(trial.number, 0)
+        for step, value, seconds in trial.curve:  # steps a worker reported that did not reach us (a lost message)
+            if step > heard:
+                for listener in self.listeners:
+                    listener.on_report(trial.number, step, value, seconds)
         self.trials.append(trial)
-        self.cache[key] = trial.value if trial.ok else None
+        self.cache[key] = trial
         if beats(trial, self.best, self.direction):
             self.best = trial  # what best_trial(self.trials) says: ties go to the earliest
         for listener in self.listeners:
@@ -246,7 +282,7 @@ class _Loop:
         self._tell(suggestion, self.cache[key])
         for twin in self.waiting.pop(key, []):
             self._tell(twin, self.cache[key])
-        self.failures_in_a_row = 0 if trial.ok else self.failures_in_a_row + 1
+        self.failures_in_a_row = self.failures_in_a_row + 1 if trial.failed else 0
         if self.failures_in_a_row >= self.max_failures:
             self._stop(f"{self.failures_in_a_row} failed trials in a row (last: {trial.error})")
             for number, _suggestion, key in self.ahead:  # asked ahead, never started: train none of them
@@ -255,8 +291,15 @@ class _Loop:
                 self.waiting.pop(key, None)
             self.ahead.clear()
 
-    def _tell(self, suggestion: Suggestion, value: float | None) -> None:
-        self.optimizer.tell(suggestion, _score(value, self.direction))
+    def _tell(self, suggestion: Suggestion, trial: Trial) -> None:
+        """What the trial tells the optimizer: a score, a pruned curve, or a failure (None)."""
+        if trial.ok:
+            self.optimizer.tell(suggestion, _score(trial.value, self.direction))
+        elif trial.pruned:
+            curve = [(step, _score(value, self.direction)) for step, value, _ in trial.curve]
+            self.optimizer.tell_pruned(suggestion, curve)
+        else:
+            self.optimizer.tell(suggestion, None)
 
     def _stop(self, reason: str) -> None:
         """Ask no more; the trainings in flight still finish and are recorded."""
@@ -264,16 +307,34 @@ class _Loop:
             self.stopping, self.stop_reason = True, reason
 
 
-def evaluate(objective: Objective, space: SearchSpace, params: Params, *, number: int) -> Trial:
-    """Run the objective once; any exception or non-finite value becomes a failed trial."""
+def evaluate(objective: Objective, space: SearchSpace, params: Params, *, number: int,
+             channel: ReportChannel | None = None) -> Trial:
+    """Run the objective once; any exception or non-finite value becomes a failed trial.
+
+    An objective that takes a ``reporter`` gets one (:mod:`hho_tune.reporting`): its reports go
+    to ``channel`` and its curve comes back with the trial; when it stops on the pruner's word
+    (``TrialPruned``) the trial is PRUNED with the last value it reported.
+    """
     start = _now()
+    reporter = TrialReporter(number, channel) if wants_reporter(objective) else None
     try:
-        value = float(objective(space.full_params(params)))
+        full = space.full_params(params)
+        value = float(objective(full) if reporter is None else objective(full, reporter=reporter))
     except Exception as exc:
-        return failed_trial(number, params, _describe(exc), start=start)
+        curve = tuple(reporter.curve) if reporter is not None else ()
+        if not is_pruned_signal(exc):
+            return replace(failed_trial(number, params, _describe(exc), start=start), curve=curve)
+        if not curve:
+            return failed_trial(number, params, "pruned before it reported any value", start=start)
+        last = curve[-1][1]
+        if not math.isfinite(last):
+            return replace(failed_trial(number, params, f"non-finite value {last} at step {curve[-1][0]}",
+                                        start=start), curve=curve)
+        return Trial(number, dict(params), last, TrialState.PRUNED, start, _now(), curve=curve)
+    curve = tuple(reporter.curve) if reporter is not None else ()
     if not math.isfinite(value):
-        return failed_trial(number, params, f"non-finite value {value}", start=start)
-    return Trial(number, dict(params), value, TrialState.COMPLETE, start, _now())
+        return replace(failed_trial(number, params, f"non-finite value {value}", start=start), curve=curve)
+    return Trial(number, dict(params), value, TrialState.COMPLETE, start, _now(), curve=curve)
 
 
 def _score(value: float | None, direction: str) -> float | None:

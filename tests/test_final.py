@@ -235,3 +235,34 @@ def test_a_diverging_training_is_one_error_line_and_a_metrics_file(
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["test_accuracy"] is None and metrics["epochs_run"] == 1
     assert not (tmp_path / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_the_saved_model_is_the_best_validation_epoch_s_and_patience_stops(tiny_mnist: Path, tmp_path: Path) -> None:
+    """At this learning rate validation peaks at epoch 3 of 300 images and dips at 4: the saved model is epoch 3's."""
+    import keras
+
+    from hho_tune.data import load_train_validation
+
+    config = tmp_path / "fast.json"
+    config.write_text(json.dumps({"params": {"learning_rate": 0.05, "lstm_units": 16, "decay_steps": 1000}}))
+    validation = load_train_validation(tiny_mnist).validation
+
+    def saved_validation_accuracy(out: Path) -> float:
+        model = keras.models.load_model(out / "model.keras")
+        return float(np.mean(np.argmax(model.predict(validation.x, verbose=0), axis=1) == validation.y))
+
+    common = [str(config), "--train-size", "300", "--data", str(tiny_mnist)]
+    assert main(["train", *common, "--epochs", "5", "--patience", "1", "--out", str(tmp_path / "best")]) == 0
+    best = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    accuracies = [e["val_accuracy"] for e in best["history"]]
+    assert len(accuracies) == 4 and best["stopped_early"] and best["patience"] == 1  # no gain at epoch 4: stop
+    assert best["saved_epoch"] == 3 == accuracies.index(max(accuracies)) + 1 and best["keep"] == "best"
+    assert saved_validation_accuracy(tmp_path / "best") == pytest.approx(accuracies[2], abs=1e-4)
+    assert abs(accuracies[3] - accuracies[2]) > 1e-3  # so that the check above tells epoch 3 from epoch 4
+
+    assert main(["train", *common, "--epochs", "4", "--keep", "last", "--out", str(tmp_path / "last")]) == 0
+    last = json.loads((tmp_path / "last" / "metrics.json").read_text())
+    assert last["saved_epoch"] == 4 and not last["stopped_early"]
+    assert [e["loss"] for e in last["history"]] == [e["loss"] for e in best["history"]]  # the same training
+    assert saved_validation_accuracy(tmp_path / "last") == pytest.approx(accuracies[3], abs=1e-4)

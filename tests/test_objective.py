@@ -212,3 +212,64 @@ def test_tensorflow_starts_at_the_first_training_with_the_objective_s_threads(ti
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "1"]
+
+
+class _Recorder:
+    """A reporter that keeps what it hears and prunes after ``prune_after`` steps (never when None)."""
+
+    def __init__(self, prune_after: int | None = None) -> None:
+        self.reports: list[tuple[int, float]] = []
+        self.prune_after = prune_after
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+    def should_prune(self) -> bool:
+        return self.prune_after is not None and len(self.reports) >= self.prune_after
+
+
+def test_the_lstm_reports_each_epoch_and_scores_the_same_with_a_reporter(tiny_mnist: Path) -> None:
+    """The learning curve costs nothing in reproducibility: same seed, same score, with or without a reporter."""
+    objective = LstmObjective(epochs=3, train_size=300, seed=0, data_path=tiny_mnist)
+    plain = objective(SMALL)
+    recorder = _Recorder()
+    reported = objective(SMALL, reporter=recorder)
+    assert [step for step, _ in recorder.reports] == [1, 2, 3]
+    assert all(0.0 <= value <= 1.0 for _, value in recorder.reports)
+    assert reported == plain == recorder.reports[-1][1]
+
+
+def test_a_pruned_lstm_stops_at_once_and_leaves_the_kept_model_as_fresh(tiny_mnist: Path) -> None:
+    from hho_tune.errors import TrialPruned
+
+    objective = LstmObjective(epochs=3, train_size=300, seed=0, data_path=tiny_mnist)
+    recorder = _Recorder(prune_after=1)
+    with pytest.raises(TrialPruned):
+        objective(SMALL, reporter=recorder)
+    assert [step for step, _ in recorder.reports] == [1]  # no second epoch was trained
+    fresh = LstmObjective(epochs=3, train_size=300, seed=0, data_path=tiny_mnist)
+    assert objective(SMALL) == fresh(SMALL)  # the pooled model, reused after the prune, trains as a new one
+
+
+def test_an_lstm_run_writes_its_learning_curves_and_prunes(tiny_mnist: Path, tmp_path: Path) -> None:
+    """Through tune(): every trial's curve in learning_curves.csv and in the study; sha prunes some trials."""
+    from hho_tune.api import tune
+    from hho_tune.ledger import recorded_trials
+    from hho_tune.results import read_trials
+
+    space = SearchSpace.from_dict({"parameters": {
+        "learning_rate": {"type": "float", "low": 1e-4, "high": 3e-2, "log": True},
+    }, "fixed": {"lstm_units": 8, "decay_steps": 100}})
+    objective = LstmObjective(epochs=3, train_size=300, seed=0, data_path=tiny_mnist)
+    result = tune(objective, space, optimizer="random", budget=6, seed=1, out=tmp_path, pruner="sha")
+    rows = read_trials(result.run_dir)
+    curves = (result.run_dir / "learning_curves.csv").read_text().splitlines()
+    assert curves[0] == "number,epoch,value,seconds"
+    states = {row["state"] for row in rows}
+    assert "PRUNED" in states and "COMPLETE" in states
+    for row, trial in zip(rows, recorded_trials(str(result.run_dir / "study.journal"), result.run_dir.name), strict=True):
+        epochs = int(row["epochs"])
+        assert len([line for line in curves[1:] if line.split(",")[0] == row["number"]]) == epochs
+        assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+        assert trial.state.name == row["state"]
+        assert (row["state"] == "PRUNED") == (epochs < 3)

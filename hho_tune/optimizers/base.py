@@ -5,6 +5,7 @@ another ask() may come before the pending ones are told. Scores are always "high
 better": the runner negates a minimized objective before telling, so no optimizer has a
 ``direction`` switch. A failed trial is told ``None``; each optimizer decides what that
 means for it (Optuna marks the trial failed, HHO treats it as worse than anything seen).
+A trial stopped by a pruner is told through :meth:`Optimizer.tell_pruned`, with its curve.
 
 New optimizers register a factory under a name with :func:`register`; :func:`make`
 builds one. Names of the form ``mealpy:Module.Class`` and ``optuna:SamplerClass`` are
@@ -14,7 +15,7 @@ resolved by the factories registered for those prefixes.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,16 @@ class Optimizer(abc.ABC):
     @abc.abstractmethod
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
         """Report the score (higher is better) of a suggestion; None for a failed trial."""
+
+    def tell_pruned(self, suggestion: Suggestion, curve: Sequence[tuple[int, float]]) -> None:
+        """A suggestion whose training the pruner stopped; ``curve`` is its (step, score) reports, higher better.
+
+        Default: told as a failure, the safe reading for an optimizer that knows nothing of
+        fidelities (random search ignores it either way). Optuna samplers get the pruned trial
+        with its intermediate values; HHO ranks it below every completed trial (see their
+        overrides).
+        """
+        self.tell(suggestion, None)
 
     def ready(self) -> bool:
         """Can ask() propose another configuration before the pending ones are told?

@@ -39,7 +39,7 @@ import math
 import pkgutil
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,15 +152,32 @@ class MealpyAskTell(Optimizer):
                           follow_up=None if follow_up is None else self._decode(follow_up.point))
 
     def tell(self, suggestion: Suggestion, score: float | None) -> None:
+        self._tell_fitness(suggestion, self._fitness_for(score))
+
+    def _tell_fitness(self, suggestion: Suggestion, fitness: float) -> None:
         if suggestion.token not in self._untold:
             raise RuntimeError("tell() must answer a suggestion of the current batch, once")
         batch = self._batch
         index = self._untold.pop(suggestion.token)
-        batch.scores[index] = self._fitness_for(score)
+        batch.scores[index] = fitness
         batch.told.add(index)
         self._release_follow_ups(batch)
         if not self._untold and not self._unasked and not batch.follow_ups:
             self._scores.put(batch)
+
+    def tell_pruned(self, suggestion: Suggestion, curve: Sequence[tuple[int, float]]) -> None:
+        """A pruned training ranks below every completed one told before it, deeper ones above shallower.
+
+        Why not its last score: it was measured after fewer epochs, and an early score is not
+        comparable with a final one (a fast starter is not a good finisher). mealpy compares one
+        number per hawk, so the pruned hawk gets a number under the worst completed score seen
+        so far: the rabbit (the best score any hawk held) is therefore always a completed
+        training once one exists, and HHO never takes a score from fewer epochs for better than
+        one from more when it chooses its rabbit. Among pruned trials the one that trained
+        further is the less bad (TPE's order: depth first). A simpler reading than DEHB's one
+        population per fidelity, and enough for a rabbit rule.
+        """
+        self._tell_fitness(suggestion, self._pruned_fitness(len(curve)))
 
     def _release_follow_ups(self, batch: _Batch) -> None:
         """Resolve follow-ups in move order, each once its move and all earlier ones are told.
@@ -285,7 +302,14 @@ class MealpyAskTell(Optimizer):
         if self._worst_seen is None:
             return -1e9
         spread = max(1.0, self._best_seen - self._worst_seen)
-        return self._worst_seen - spread  # a failure is worse than anything seen
+        return self._worst_seen - spread  # a failure is worse than anything seen, pruned trials included
+
+    def _pruned_fitness(self, steps: int) -> float:
+        """Under the worst completed score seen, above a failure; closer to the worst the more steps it trained."""
+        if self._worst_seen is None:
+            return -1e9 + 1e6 * (1 - 1 / (1 + steps))
+        spread = max(1.0, self._best_seen - self._worst_seen)
+        return self._worst_seen - spread / (1 + steps)
 
 
 def in_box(point: Any) -> np.ndarray:

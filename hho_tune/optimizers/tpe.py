@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 from hho_tune.errors import UsageError
@@ -62,6 +64,20 @@ class OptunaSamplerOptimizer(Optimizer):
             self._study.tell(trial, state=optuna.trial.TrialState.FAIL)
         else:
             self._study.tell(trial, score)
+
+    def tell_pruned(self, suggestion: Suggestion, curve: Sequence[tuple[int, float]]) -> None:
+        """As Optuna gives a pruned trial to its sampler: the intermediate values, then state PRUNED.
+
+        Optuna then takes the last intermediate value as the trial's value; TPE ranks pruned
+        trials below completed ones, the deeper first, then by that value.
+        """
+        import optuna
+
+        trial = self._pending.pop(suggestion.token)
+        for step, score in curve:
+            if math.isfinite(score):
+                trial.report(score, step)
+        self._study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "sampler": type(self._sampler).__name__}
