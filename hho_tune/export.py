@@ -50,6 +50,7 @@ class ExportedConfig:
     run_id: str
     run_status: str
     trial: int
+    objective_spec: str | None = None  # --objective module:name, for 'hho-tune train' to load it again
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": EXPORT_FORMAT, **asdict(self), "exported": utc_now()}
@@ -98,6 +99,7 @@ def export_best(run_dir: str | Path, top: int = 1) -> list[ExportedConfig]:
             run_id=str(run.get("run_id", run_dir.name)),
             run_status=str(run.get("status", "")),
             trial=number,
+            objective_spec=_objective_spec(run),
         )
         for rank, (number, value, params) in enumerate(completed[:top], start=1)
     ]
@@ -163,6 +165,12 @@ def _data_file(run: Mapping[str, Any]) -> str | None:
     from hho_tune.data import packaged_mnist_path
 
     return None if Path(data).resolve() == packaged_mnist_path().resolve() else str(data)
+
+
+def _objective_spec(run: Mapping[str, Any]) -> str | None:
+    arguments = run.get("arguments")
+    spec = arguments.get("objective") if isinstance(arguments, Mapping) else None
+    return spec if isinstance(spec, str) and spec else None
 
 
 def _seed(run_dir: Path, run: Mapping[str, Any]) -> int:

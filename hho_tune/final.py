@@ -243,6 +243,10 @@ def run_train_command(argv: Sequence[str], console: Console) -> int:
     from hho_tune.data import load_test, load_train_validation
 
     args = build_train_parser().parse_args(argv)
+    if args.config is not None and args.preset is None:
+        entry = read_config_entry(Path(args.config), args.rank)
+        if entry.get("objective_spec"):
+            return train_own_objective(entry, args, console)
     plan = make_plan(args)
     out = Path(args.out) if args.out else None
     check_output_dir(out)
@@ -283,6 +287,43 @@ def run_train_command(argv: Sequence[str], console: Console) -> int:
         "started": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     return _train(plan, data, test, out_dir, document, console, threads=args.threads)
+
+
+def train_own_objective(entry: Mapping[str, Any], args: argparse.Namespace, console: Console) -> int:
+    """A winner of ``--objective module:name``: that objective's own ``train_final`` (:class:`hho_tune.keras.KerasObjective`)."""
+    from hho_tune.cli import load_objective_function
+
+    spec = str(entry["objective_spec"])
+    lstm_only = [flag for flag, value in (("--data", args.data), ("--train-size", args.train_size),
+                                          ("--rescale-decay", args.rescale_decay or None),
+                                          ("--patience", args.patience)) if value is not None]
+    if lstm_only or args.keep != DEFAULT_KEEP:
+        raise UsageError(f"{(lstm_only or ['--keep'])[0]} applies to the LSTM; {spec} trains as its train_final says")
+    objective = load_objective_function(spec)
+    train_final = getattr(objective, "train_final", None)
+    if not callable(train_final):
+        raise UsageError(f"{spec} has no train_final(params, epochs=, seed=, out_dir=): hho-tune train trains the "
+                         "LSTM and hho_tune.keras.KerasObjective winners")
+    params = entry.get("params")
+    if not isinstance(params, dict) or not params:
+        raise UsageError(f"{args.config}: 'params' must be a non-empty object")
+    epochs = args.epochs or DEFAULT_FINAL_EPOCHS
+    seed = entry.get("seed", 0) if args.seed is None else args.seed
+    out = Path(args.out) if args.out else None
+    check_output_dir(out)
+    out_dir = make_output_dir(out, f"{entry.get('optimizer') or 'run'}-s{seed}-t{entry.get('trial', 0)}")
+    console.print(f"training {spec} {params}: {epochs} epochs, seed {seed}; output {out_dir}", highlight=False)
+    try:
+        metrics = train_final(dict(params), epochs=epochs, seed=seed, out_dir=out_dir)
+    except TrainingDiverged as exc:
+        _error(f"training diverged ({exc}); no model saved")
+        return EXIT_DIVERGED
+    metric = metrics.get("metric", "metric")
+    test = metrics.get("test")
+    console.print(f"saved the model of epoch {metrics.get('saved_epoch')} (best {metric} "
+                  f"{metrics.get(f'saved_{metric}')}); test: {test if test else 'no test data given'}", highlight=False)
+    console.print(f"wrote {out_dir / MODEL_FILE}, {METRICS_FILE}", highlight=False)
+    return 0
 
 
 def _train(plan: TrainingPlan, data: TrainValidation, test: Split, out_dir: Path, document: dict[str, Any],

@@ -1,0 +1,1 @@
+"""Worked examples: objectives of your own, tuned by hho-tune (run from the repository root)."""
