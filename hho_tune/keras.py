@@ -75,11 +75,10 @@ class KerasObjective:
 
     def __call__(self, params: Mapping[str, Any], reporter: Any = None) -> float:
         """Train the model of ``params`` and return the metric after the last epoch."""
-        import keras
-
         from hho_tune.objective import start_tensorflow
 
-        start_tensorflow()
+        start_tensorflow()  # before Keras imports TensorFlow, so that its start-up chatter stays muted
+        import keras
         keras.utils.set_random_seed(self.seed)
         model = self._build(params)
         history = model.fit(self.x, self.y, validation_data=self.validation_data, epochs=self.epochs,
@@ -102,11 +101,10 @@ class KerasObjective:
         Returns what metrics.json records. The weights kept are those of the best epoch by
         ``metric`` (Keras's ``EarlyStopping(restore_best_weights=True)`` with patience = epochs).
         """
-        import keras
-
         from hho_tune.objective import start_tensorflow
 
-        start_tensorflow()
+        start_tensorflow()  # before Keras imports TensorFlow, so that its start-up chatter stays muted
+        import keras
         keras.utils.set_random_seed(seed)
         model = self._build(params)
         mode = "max" if self.direction == "maximize" else "min"
