@@ -115,3 +115,9 @@ def test_the_cli_tunes_it_exports_it_and_trains_the_winner(tmp_path: Path, capsy
     capsys.readouterr()
     assert main(["train", str(run / "best.json"), "--data", "x.npz", "--out", str(tmp_path / "f2")]) == 2
     assert "--data applies to the LSTM" in capsys.readouterr().err
+
+
+def test_two_dask_workers_train_it(tmp_path: Path) -> None:
+    """Pickled as its build function (by name) and its arrays, as the workers receive it."""
+    result = tune(TINY, TINY.default_space, optimizer="random", budget=2, seed=0, out=tmp_path, workers=2)
+    assert len(result.trials) == 2 and all(t.ok and len(t.curve) == 3 and 0 < t.value <= 1 for t in result.trials)
