@@ -16,6 +16,7 @@ from hho_tune.data import VALIDATION_SIZE, packaged_mnist_path
 from hho_tune.errors import UsageError
 from hho_tune.keras import KerasObjective
 from hho_tune.space import Param
+from tests.reporters import RecordingReporter
 
 pytestmark = pytest.mark.slow
 
@@ -56,20 +57,8 @@ TINY.default_space = SearchSpace(params=(Param("learning_rate", "float", 1e-3, 3
 PARAMS = {"learning_rate": 5e-3, "units": 16}
 
 
-class _Recorder:
-    def __init__(self, prune_after: int | None = None) -> None:
-        self.reports: list[tuple[int, float]] = []
-        self.prune_after = prune_after
-
-    def report(self, value: float, step: int) -> None:
-        self.reports.append((step, value))
-
-    def should_prune(self) -> bool:
-        return self.prune_after is not None and len(self.reports) >= self.prune_after
-
-
 def test_seeded_scores_reported_each_epoch_and_pickled_for_workers() -> None:
-    recorder = _Recorder()
+    recorder = RecordingReporter()
     value = TINY(PARAMS, reporter=recorder)
     assert [step for step, _ in recorder.reports] == [1, 2, 3] and value == recorder.reports[-1][1]
     assert 0.3 < value <= 1.0
@@ -80,7 +69,7 @@ def test_seeded_scores_reported_each_epoch_and_pickled_for_workers() -> None:
 
 def test_the_reporter_prunes_and_divergence_fails_the_trial(tmp_path: Path) -> None:
     with pytest.raises(TrialPruned):
-        TINY(PARAMS, reporter=_Recorder(prune_after=1))
+        TINY(PARAMS, reporter=RecordingReporter(prune_after=1))
     result = tune(TINY, TINY.default_space, optimizer="random", budget=3, seed=0, out=tmp_path)
     assert all(t.ok and [s for s, _, _ in t.curve] == [1, 2, 3] for t in result.trials)
     poisoned = KerasObjective(build_poisoned, TINY.x, TINY.y, validation_data=TINY.validation_data, epochs=2)

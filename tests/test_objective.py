@@ -14,6 +14,7 @@ from hho_tune.objective import LstmConfig, LstmObjective, ModelPool, build_model
 from hho_tune.runner import evaluate
 from hho_tune.space import SearchSpace
 from hho_tune.trial import TrialState
+from tests.reporters import RecordingReporter
 
 pytestmark = pytest.mark.slow
 SMALL = {"learning_rate": 3e-3, "decay_steps": 100, "num_layers": 1, "lstm_units": 16}
@@ -214,25 +215,11 @@ def test_tensorflow_starts_at_the_first_training_with_the_objective_s_threads(ti
     assert result.stdout.split() == ["False", "1"]
 
 
-class _Recorder:
-    """A reporter that keeps what it hears and prunes after ``prune_after`` steps (never when None)."""
-
-    def __init__(self, prune_after: int | None = None) -> None:
-        self.reports: list[tuple[int, float]] = []
-        self.prune_after = prune_after
-
-    def report(self, value: float, step: int) -> None:
-        self.reports.append((step, value))
-
-    def should_prune(self) -> bool:
-        return self.prune_after is not None and len(self.reports) >= self.prune_after
-
-
 def test_the_lstm_reports_each_epoch_and_scores_the_same_with_a_reporter(tiny_mnist: Path) -> None:
     """The learning curve costs nothing in reproducibility: same seed, same score, with or without a reporter."""
     objective = LstmObjective(epochs=3, train_size=300, seed=0, data_path=tiny_mnist)
     plain = objective(SMALL)
-    recorder = _Recorder()
+    recorder = RecordingReporter()
     reported = objective(SMALL, reporter=recorder)
     assert [step for step, _ in recorder.reports] == [1, 2, 3]
     assert all(0.0 <= value <= 1.0 for _, value in recorder.reports)
@@ -243,7 +230,7 @@ def test_a_pruned_lstm_stops_at_once_and_leaves_the_kept_model_as_fresh(tiny_mni
     from hho_tune.errors import TrialPruned
 
     objective = LstmObjective(epochs=3, train_size=300, seed=0, data_path=tiny_mnist)
-    recorder = _Recorder(prune_after=1)
+    recorder = RecordingReporter(prune_after=1)
     with pytest.raises(TrialPruned):
         objective(SMALL, reporter=recorder)
     assert [step for step, _ in recorder.reports] == [1]  # no second epoch was trained
