@@ -19,6 +19,7 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 from distributed.protocol import pickle
 
+from hho_tune.reporting import wants_reporter
 from hho_tune.space import SearchSpace
 from hho_tune.trial import Trial, failed_trial
 
@@ -37,6 +38,7 @@ class RunContext(WorkerPlugin):
         self.payload = pickle.dumps((objective, space))
         self.objective: Any = None
         self.space: SearchSpace | None = None
+        self.takes_reporter = False
         self.error = ""
 
     def __getstate__(self) -> dict[str, Any]:
@@ -45,10 +47,12 @@ class RunContext(WorkerPlugin):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.name, self.payload = state["name"], state["payload"]
         self.objective, self.space, self.error = None, None, ""
+        self.takes_reporter = False
 
     def setup(self, worker: Any) -> None:
         try:
             self.objective, self.space = pickle.loads(self.payload)
+            self.takes_reporter = wants_reporter(self.objective)  # read once per worker, not per trial
         except Exception as exc:
             self.error = f"cannot set up the objective on worker {worker.address}: {type(exc).__name__}: {exc}"
 
@@ -95,4 +99,5 @@ def evaluate_on_worker(context_name: str, params: Mapping[str, Any], number: int
     if context.error:
         return failed_trial(number, params, context.error)
     channel = QueueChannel(context_name, number, answers=answers) if reports else None
-    return evaluate(context.objective, context.space, dict(params), number=number, channel=channel)
+    return evaluate(context.objective, context.space, dict(params), number=number, channel=channel,
+                    takes_reporter=context.takes_reporter)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hho_tune.errors import UsageError
-from hho_tune.reporting import ReportChannel
+from hho_tune.reporting import ReportChannel, wants_reporter
 from hho_tune.space import Params, SearchSpace
 from hho_tune.trial import Trial, failed_trial
 
@@ -39,6 +39,7 @@ class InlineExecutor:
         self._space = space
         self._queued: list[Job] = []
         self._channel: ReportChannel | None = None
+        self._takes_reporter = wants_reporter(objective)  # read once, not per trial
 
     def set_report_channel(self, channel: ReportChannel, *, answers: bool = True) -> None:
         """Where a training's reports go (the runner's ear); answered at once, in this process."""
@@ -50,7 +51,7 @@ class InlineExecutor:
     def wait_any(self) -> list[tuple[Job, Trial]]:
         job = self._queued.pop(0)
         return [(job, self._evaluate(self._objective, self._space, job.params, number=job.number,
-                                     channel=self._channel))]
+                                     channel=self._channel, takes_reporter=self._takes_reporter))]
 
     def cancel_all(self) -> None:
         self._queued.clear()
