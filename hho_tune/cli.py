@@ -162,12 +162,21 @@ def prepare_search(args: argparse.Namespace, *, seed: int) -> tuple[Callable[...
                          "--epochs is the fixed length without a pruner")
     space_given = args.space != DEFAULT_SPACE
     if args.objective:
+        objective = load_objective_function(args.objective)
+        has_fidelity = callable(getattr(objective, "with_epochs", None))  # lstm_table: epochs like the LSTM's
         lstm_flags = [flag for flag, value in (("--epochs", args.epochs), ("--max-epochs", args.max_epochs),
                                                ("--train-size", args.train_size), ("--data", args.data))
-                      if value is not None]
+                      if value is not None and not (has_fidelity and flag in ("--epochs", "--max-epochs"))]
         if lstm_flags:
             raise UsageError(f"{lstm_flags[0]} applies to the LSTM fitness, not to --objective")
-        objective = load_objective_function(args.objective)
+        if has_fidelity and pruning:
+            most = getattr(objective, "most_epochs", DEFAULT_MAX_EPOCHS)
+            objective = objective.with_epochs(args.max_epochs or min(DEFAULT_MAX_EPOCHS, most))
+        elif has_fidelity and args.epochs is not None:
+            objective = objective.with_epochs(args.epochs)
+        from hho_tune.compare import objective_for_seed
+
+        objective = objective_for_seed(objective, seed)  # seed k trains (or draws) as compare's run at seed k does
         own_space = getattr(objective, "default_space", None)
         space = own_space if own_space is not None and not space_given else SearchSpace.load(resolve_space_path(args.space))
         check_space(objective, space)

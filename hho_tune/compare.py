@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import re
 import time
@@ -29,6 +30,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hho_tune.curves import read_curves
 from hho_tune.errors import UsageError
 from hho_tune.pruning import DEFAULT_PRUNER, check_pruner
 from hho_tune.results import RUN_FILE, atomic_write, check_writable, create_unique_dir, read_trials, utc_now, write_json
@@ -42,6 +44,10 @@ SUMMARY_FILE = "summary.csv"
 PAIRWISE_FILE = "pairwise.csv"
 EVALUATIONS_PLOT = "best_vs_evaluations.png"
 TIME_PLOT = "best_vs_time.png"
+RANKS_FILE = "ranks_over_time.csv"
+RANKS_PLOT = "ranks_over_time.png"
+FRIEDMAN_FILE = "friedman.json"
+CD_PLOT = "critical_difference.png"
 RUNS_DIR = "runs"
 DEFAULT_OPTIMIZERS = ("hho", "tpe", "random")
 DEFAULT_SEEDS = 5
@@ -387,14 +393,27 @@ def load_curves(directory: Path, plan: ComparisonPlan) -> list[RunCurve]:
     for run_file in (directory / RUNS_DIR).glob(f"*/{RUN_FILE}"):
         run = json.loads(run_file.read_text(encoding="utf-8"))
         if run.get("status") == "finished" and (run.get("optimizer"), run.get("seed")) in order:
-            curves.append(curve_from_run(run, read_trials(run_file.parent)))
+            simulated = bool((run.get("fidelity") or {}).get("simulated_seconds"))
+            curves.append(curve_from_run(run, read_trials(run_file.parent),
+                                         read_curves(run_file.parent) if simulated else None))
     return sorted(curves, key=lambda c: order[(c.optimizer, c.seed)])
 
 
-def curve_from_run(run: Mapping[str, Any], rows: Sequence[Mapping[str, str]]) -> RunCurve:
-    """A run.json and its trials.csv rows -> the record the statistics work on."""
+def curve_from_run(run: Mapping[str, Any], rows: Sequence[Mapping[str, str]],
+                   simulated: Mapping[int, Sequence[tuple[int, float, float]]] | None = None) -> RunCurve:
+    """A run.json and its trials.csv rows -> the record the statistics work on.
+
+    ``simulated``: the learning curves of an objective that reports what each step would have
+    cost (run.json's fidelity says ``simulated_seconds``, as ``lstm_table`` does); the time axis
+    is then the sum of those seconds, trial after trial, and the wall time that sum.
+    """
     values = tuple(float(r["value"]) if r["state"] == "COMPLETE" and r["value"] else None for r in rows)
     elapsed: tuple[float, ...] = ()
+    if simulated is not None:
+        spent = [sum(seconds for _, _, seconds in simulated.get(int(r["number"]), ())) for r in rows]
+        elapsed = tuple(float(x) for x in itertools.accumulate(spent))
+        return RunCurve(optimizer=run["optimizer"], seed=int(run["seed"]), direction=run["direction"], values=values,
+                        elapsed=elapsed, wall_seconds=elapsed[-1] if elapsed else 0.0)
     if rows:
         origin = datetime.fromisoformat(rows[0]["datetime_start"])
         elapsed = tuple((datetime.fromisoformat(r["datetime_complete"]) - origin).total_seconds() for r in rows)
@@ -419,7 +438,12 @@ def write_curves(directory: Path, curves: Sequence[RunCurve]) -> list[RunCurve]:
 
 def summarise(directory: Path) -> ComparisonResult:
     """Rebuild curves.csv, summary.csv, pairwise.csv and the plots from compare.json and runs/."""
-    from hho_tune.plots import plot_best_vs_evaluations, plot_best_vs_time
+    from hho_tune.plots import (
+        plot_best_vs_evaluations,
+        plot_best_vs_time,
+        plot_critical_difference,
+        plot_ranks_over_time,
+    )
 
     plan = read_plan(directory)
     curves = load_curves(directory, plan)
@@ -435,10 +459,38 @@ def summarise(directory: Path) -> ComparisonResult:
          "p_holm": _cell(pair.p_adjusted), "significant": pair.significant, "verdict": pair.verdict}
         for pair in stats.pairs
     ])
+    _write_rank_files(directory, stats)
     if curves:
+        simulated = bool((json.loads((directory / COMPARE_FILE).read_text(encoding="utf-8")).get("fidelity") or {})
+                         .get("simulated_seconds"))
         plot_best_vs_evaluations(curves, plan.optimizers, plan.direction, directory / EVALUATIONS_PLOT)
-        plot_best_vs_time(curves, plan.optimizers, plan.direction, directory / TIME_PLOT)
+        plot_best_vs_time(curves, plan.optimizers, plan.direction, directory / TIME_PLOT, simulated=simulated)
+        seeds = stats.friedman.seeds if stats.friedman else 0
+        if stats.ranks_over_time and seeds:
+            plot_ranks_over_time(stats.ranks_over_time, seeds, directory / RANKS_PLOT)
+        friedman = stats.friedman
+        if friedman is not None and friedman.p_value is not None:
+            ranks = {row.optimizer: row.mean_rank for row in stats.optimizers if row.mean_rank is not None}
+            plot_critical_difference(ranks, friedman.critical_difference, friedman.seeds, friedman.p_value,
+                                     directory / CD_PLOT)
     return ComparisonResult(directory=directory, plan=plan, curves=tuple(curves), stats=stats)
+
+
+def _write_rank_files(directory: Path, stats: ComparisonStats) -> None:
+    """ranks_over_time.csv (evaluation, then one column per optimizer) and friedman.json."""
+    ranks = stats.ranks_over_time
+    length = max((len(row) for row in ranks.values()), default=0)
+    with atomic_write(directory / RANKS_FILE) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["evaluation", *ranks])
+        for step in range(length):
+            writer.writerow([step + 1, *(f"{row[step]:.4f}" for row in ranks.values())])
+    friedman = stats.friedman
+    write_json(directory / FRIEDMAN_FILE, {
+        **(asdict(friedman) if friedman is not None else {}),
+        "mean_ranks": {row.optimizer: row.mean_rank for row in stats.optimizers},
+        "verdict": friedman.verdict if friedman is not None else None,
+    })
 
 
 def _write_rows(path: Path, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
@@ -513,6 +565,8 @@ def print_comparison(console: Console, result: ComparisonResult) -> None:
             "evaluations until they got there (a run that did not: its whole budget) over the runs that did.",
             highlight=False,
         )
+    if stats.friedman is not None and stats.friedman.optimizers >= 3:
+        console.print(stats.friedman.verdict, highlight=False)
     if stats.pairs:
         console.print("paired tests (Wilcoxon signed-rank on final bests, paired by seed):", highlight=False)
         for pair in stats.pairs:

@@ -52,15 +52,18 @@ class TrialReporter:
         self._since = time.perf_counter()
         self._prune = False
 
-    def report(self, value: float, step: int) -> None:
+    def report(self, value: float, step: int, *, seconds: float | None = None) -> None:
         if isinstance(step, bool) or not isinstance(step, int | float) or step != int(step):
             raise ValueError(f"reporter.report: step must be a whole number, got {step!r}")
         step = int(step)
         if self.curve and step <= self.curve[-1][0]:
             raise ValueError(f"reporter.report: steps must grow, got step {step} after step {self.curve[-1][0]}")
         value = float(value)
+        if seconds is not None and not (isinstance(seconds, int | float) and math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"reporter.report: seconds must be a finite number >= 0, got {seconds!r}")
         now = time.perf_counter()
-        seconds, self._since = now - self._since, now
+        measured, self._since = now - self._since, now
+        seconds = measured if seconds is None else float(seconds)
         self.curve.append((step, value, seconds))
         if not math.isfinite(value):
             self._prune = True  # a diverged curve goes no further, whatever the pruner would say

@@ -15,7 +15,13 @@ can be checked by hand on a small case. What the numbers mean:
   reached the target. A mean over only the successful runs would flatter an optimizer that
   succeeded once, early;
 * **paired test**: the Wilcoxon signed-rank test on final bests paired by seed (seed k
-  trains with the same seed for every optimizer), p-values Holm-adjusted across pairs.
+  trains with the same seed for every optimizer), p-values Holm-adjusted across pairs;
+* **Friedman test**: do the optimizers' ranks differ at all, over the seeds every one ran?
+  (three or more optimizers; the omnibus test benchmarking papers report before any pair).
+  With it, Nemenyi's **critical difference** (Demšar 2006): two mean ranks further apart than
+  it differ at the 5% level, which the critical-difference diagram draws;
+* **mean rank over time**: the mean rank of the best so far after each evaluation, the
+  curve that shows who leads early and who late.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -280,6 +286,8 @@ class ComparisonStats:
     target: Target | None
     optimizers: tuple[OptimizerSummary, ...]
     pairs: tuple[PairedTest, ...]
+    friedman: FriedmanTest | None = None
+    ranks_over_time: Mapping[str, Sequence[float]] = field(default_factory=dict)
 
     @property
     def power_note(self) -> str | None:
@@ -311,4 +319,80 @@ def compare_runs(
         summarise_optimizer(name, runs, mean_rank=ranks[name], target=target) for name, runs in by_optimizer.items()
     )
     return ComparisonStats(direction=direction, target=target, optimizers=summaries,
-                           pairs=tuple(paired_tests(finals, direction)))
+                           pairs=tuple(paired_tests(finals, direction)), friedman=friedman_test(finals, direction),
+                           ranks_over_time=ranks_over_time(curves, optimizers, direction))
+
+
+@dataclass(frozen=True)
+class FriedmanTest:
+    """Friedman's test on final bests over the seeds every optimizer ran, and Nemenyi's critical difference.
+
+    A run without any result ranks last at its seed, as in :func:`mean_ranks`, so the test and
+    the mean ranks of the table and the diagram are computed on the same seeds.
+    """
+
+    optimizers: int
+    seeds: int
+    statistic: float | None
+    p_value: float | None  # None: fewer than 3 optimizers or 2 seeds, or every rank tied
+    critical_difference: float | None  # in mean ranks, at the 5% level
+
+    @property
+    def verdict(self) -> str:
+        if self.p_value is None:
+            return (f"Friedman test: not defined here ({self.optimizers} optimizers, {self.seeds} common seeds; "
+                    "it needs 3 or more optimizers, 2 or more seeds and ranks that differ).")
+        outcome = "the optimizers' ranks differ" if self.p_value < SIGNIFICANCE_LEVEL else "no significant difference in ranks"
+        return (f"Friedman test over {self.optimizers} optimizers and {self.seeds} seeds: chi2 = {self.statistic:.3g}, "
+                f"p = {self.p_value:.3g}: {outcome} at the 5% level; Nemenyi's critical difference "
+                f"{self.critical_difference:.2f} mean ranks.")
+
+
+def nemenyi_critical_difference(optimizers: int, seeds: int, level: float = SIGNIFICANCE_LEVEL) -> float:
+    """q_alpha sqrt(k (k + 1) / (6 N)), q_alpha the studentized range quantile over sqrt 2 (Demšar 2006, table 5)."""
+    from scipy.stats import studentized_range
+
+    q = float(studentized_range.ppf(1.0 - level, optimizers, np.inf)) / math.sqrt(2.0)
+    return q * math.sqrt(optimizers * (optimizers + 1) / (6.0 * seeds))
+
+
+def friedman_test(finals: Mapping[str, Mapping[int, float | None]], direction: str) -> FriedmanTest:
+    from scipy.stats import friedmanchisquare
+
+    # The seeds every optimizer ran, a run without a result last: the blocks mean_ranks averages over.
+    seeds = sorted(set.intersection(*(set(by_seed) for by_seed in finals.values()))) if finals else []
+    k = len(finals)
+    if k < 3 or len(seeds) < 2:
+        return FriedmanTest(optimizers=k, seeds=len(seeds), statistic=None, p_value=None, critical_difference=None)
+    columns = [[rank_at_one_seed({n: finals[n][s] for n in finals}, direction)[name] for s in seeds] for name in finals]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = friedmanchisquare(*columns)  # on the ranks (1 = best): the same statistic as on the values
+    statistic, p_value = float(result.statistic), float(result.pvalue)
+    if not (math.isfinite(statistic) and math.isfinite(p_value)):  # every seed a full tie
+        return FriedmanTest(optimizers=k, seeds=len(seeds), statistic=None, p_value=None, critical_difference=None)
+    return FriedmanTest(optimizers=k, seeds=len(seeds), statistic=statistic, p_value=p_value,
+                        critical_difference=nemenyi_critical_difference(k, len(seeds)))
+
+
+def ranks_over_time(curves: Sequence[RunCurve], optimizers: Sequence[str], direction: str) -> dict[str, list[float]]:
+    """Mean rank of each optimizer's best so far after evaluation 1, 2, ..., over the seeds every one ran.
+
+    A run that has no value yet (only failures so far) ranks last at that evaluation; runs shorter
+    than the longest keep their last best.
+    """
+    runs = {(c.optimizer, c.seed): c for c in curves}
+    seeds = sorted(set.intersection(*({c.seed for c in curves if c.optimizer == name} for name in optimizers))) \
+        if optimizers else []
+    length = max((len(c.values) for c in curves), default=0)
+    worst = -math.inf if direction == "maximize" else math.inf
+    totals = {name: [0.0] * length for name in optimizers}
+    for seed in seeds:
+        bests = {name: runs[name, seed].best_so_far for name in optimizers}
+        for step in range(length):
+            at_step = {}
+            for name, best in bests.items():
+                value = best[min(step, len(best) - 1)] if best else None
+                at_step[name] = worst if value is None else value
+            for name, rank in rank_at_one_seed(at_step, direction).items():
+                totals[name][step] += rank
+    return {name: [t / len(seeds) for t in row] if seeds else [] for name, row in totals.items()}
