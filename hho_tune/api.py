@@ -26,6 +26,7 @@ from hho_tune.executors import make_executor
 from hho_tune.ledger import StudyLedger, default_storage_url
 from hho_tune.optimizers.base import Optimizer, OptimizerSettings, check_name, make
 from hho_tune.pruning import DEFAULT_PRUNER, OptunaPruning, check_pruner, make_pruner
+from hho_tune.reporting import wants_reporter
 from hho_tune.results import (
     RUN_FILE,
     RunFiles,
@@ -37,7 +38,7 @@ from hho_tune.results import (
     utc_now,
     write_json,
 )
-from hho_tune.runner import DEFAULT_MAX_FAILURES, RunOutcome, TrialListener, run_loop
+from hho_tune.runner import DEFAULT_MAX_FAILURES, EPOCH_BUDGET_SPENT, RunOutcome, TrialListener, run_loop
 from hho_tune.space import SearchSpace, check_space
 from hho_tune.trial import Trial
 
@@ -60,6 +61,7 @@ class RunSettings:
     max_failures: int = DEFAULT_MAX_FAILURES
     pruner: str = DEFAULT_PRUNER
     max_steps: int | None = None  # the last step (epoch) a trial trains when a pruner is on
+    epoch_budget: int | None = None  # stop asking once the trials have trained this many steps in all
 
     def validate(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
@@ -73,6 +75,9 @@ class RunSettings:
         if self.max_steps is not None and (isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int)
                                            or self.max_steps < 1):
             raise UsageError(f"--max-epochs must be a positive whole number, got {self.max_steps}")
+        if self.epoch_budget is not None and (isinstance(self.epoch_budget, bool)
+                                              or not isinstance(self.epoch_budget, int) or self.epoch_budget < 1):
+            raise UsageError(f"--epoch-budget must be a positive whole number, got {self.epoch_budget}")
         check_pruner(self.pruner)
         check_name(self.optimizer)
 
@@ -121,6 +126,7 @@ def tune(
     threads_per_worker: int | None = None,
     pruner: str = DEFAULT_PRUNER,
     max_steps: int | None = None,
+    epoch_budget: int | None = None,
 ) -> TuneResult:
     """Search ``space`` with ``optimizer`` for exactly ``budget`` evaluations of ``objective``.
 
@@ -135,6 +141,10 @@ def tune(
     stops unpromising trainings early; the objective reports its steps through a ``reporter``
     argument (:mod:`hho_tune.reporting`). ``max_steps`` is the last step a trial trains (default:
     the objective's ``epochs``); the pruner is not asked there.
+
+    ``epoch_budget`` ends the run once its trials have trained that many steps in all (the
+    trainings in flight finish; ``budget`` is still the most configurations): equal cost in
+    epochs for a pruned search and a fixed-length one, whose configurations cost differently.
     """
     if max_steps is None and pruner != DEFAULT_PRUNER:
         epochs = getattr(objective, "epochs", None)
@@ -143,9 +153,12 @@ def tune(
         optimizer=optimizer, budget=budget, seed=seed,
         direction=direction or getattr(objective, "direction", "maximize"),
         pop_size=pop_size, optimizer_options=dict(optimizer_options or {}), max_failures=max_failures,
-        pruner=pruner, max_steps=max_steps,
+        pruner=pruner, max_steps=max_steps, epoch_budget=epoch_budget,
     )
     settings.validate()
+    if epoch_budget is not None and not wants_reporter(objective):
+        raise UsageError("--epoch-budget needs an objective that reports its epochs (a `reporter` argument): "
+                         "this one reports none, so its epochs cannot be counted")
     _check_parallel(workers, scheduler)
     check_space(objective, space)  # the objective's own check of the space (names, domains), if it has one
     search = _make_optimizer(settings, space)  # a bad mealpy:/optuna: name fails before any file
@@ -206,6 +219,7 @@ def run_settings(document: Mapping[str, Any]) -> RunSettings:
         optimizer_options=document.get("optimizer_options") or {},
         max_failures=document.get("max_failures", DEFAULT_MAX_FAILURES),
         pruner=document.get("pruner", DEFAULT_PRUNER), max_steps=document.get("max_steps"),
+        epoch_budget=document.get("epoch_budget"),
     )
 
 
@@ -291,6 +305,7 @@ def _execute(
                 objective, space, search, budget=settings.budget, direction=settings.direction,
                 listeners=[_Record(), curves, ledger, *listeners], max_failures=settings.max_failures, history=history,
                 executor=executor, cost=getattr(objective, "relative_cost", None), pruning=pruning,
+                epoch_budget=settings.epoch_budget,
             )
         except KeyboardInterrupt:
             interrupted = True
@@ -311,7 +326,7 @@ def _execute(
 
 
 def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> None:
-    complete = outcome.evaluations >= document["budget"]
+    complete = outcome.evaluations >= document["budget"] or outcome.stop_reason.startswith(EPOCH_BUDGET_SPENT)
     best = outcome.best
     document.update({
         "status": "finished" if complete or "known configurations" in outcome.stop_reason else "stopped",
@@ -411,12 +426,12 @@ def _machine(objective: Any, workers: int | None, scheduler: str | None,
 
 def _add_tensorflow_report(document: dict[str, Any]) -> None:
     """Once TensorFlow has trained in this process, its threads and devices join this attempt's "machine"."""
-    from hho_tune.machine import tensorflow_report
+    from hho_tune.machine import runtime_report
 
     resumes = document.get("resumes") or []
     machine = resumes[-1].get("machine") if resumes and isinstance(resumes[-1], dict) else document.get("machine")
     if isinstance(machine, dict):
-        machine.update(tensorflow_report())
+        machine.update(runtime_report())  # TensorFlow's threads and devices, or JAX's devices
 
 
 def _fidelity(objective: Any) -> dict[str, Any]:

@@ -19,6 +19,11 @@ Each is a :class:`ShiftedFunction`; ``hho-tune compare`` gives seed k its own in
 optimum drawn with seed k, the same for every optimizer at that seed), so the paired test
 runs over 20 different landscapes, not 20 repetitions of one. :data:`SHIFTED_SUITE` names them
 with the budget the suite runs them at (``bench/shifted_suite.py``).
+
+``lstm_table`` is the LSTM task itself, answered from recorded trainings
+(:mod:`hho_tune.lstm_table`): the default space, ``--epochs`` and a learning curve per epoch::
+
+    hho-tune compare --objective hho_tune.benchmarks:lstm_table --budget 30 --seeds 30
 """
 
 from __future__ import annotations
@@ -169,3 +174,8 @@ SHIFTED_SUITE: dict[str, tuple[ShiftedFunction, int]] = {
     f"shifted_{f.function}_{f.dims}d": (f, SUITE_DIMENSIONS[f.dims])
     for f in (value for value in list(globals().values()) if isinstance(value, ShiftedFunction))
 }
+
+
+# -- the LSTM task, from recorded trainings ----------------------------------------------------
+
+from hho_tune.lstm_table import lstm_table as lstm_table  # noqa: E402  (re-exported: hho_tune.benchmarks:lstm_table)

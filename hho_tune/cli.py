@@ -61,6 +61,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop unpromising trainings early: none, median, sha, hyperband or optuna:CLASS (default none)")
     parser.add_argument("--max-epochs", type=_positive_int, default=None,
                         help="with a pruner: the most epochs a trial trains (default 8)")
+    parser.add_argument("--epoch-budget", type=_positive_int, default=None,
+                        help="stop once the trials have trained this many epochs in all (--budget still caps the "
+                             "trainings): equal cost for pruned and fixed-length searches")
     parser.add_argument("--train-size", type=_positive_int, default=None,
                         help="training images per trial, from the 55,000 (default 10000)")
     parser.add_argument("--data", default=None, help="an .npz in keras.datasets.mnist's layout (default: packaged MNIST)")
@@ -74,11 +77,21 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failures", type=_positive_int, default=5,
                         help="stop after this many failed trials in a row (default 5)")
     parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="TensorFlow threads per training (default: all cores, or each worker's share)")
+                        help="threads per training, TensorFlow's or XLA's on JAX (default: all cores, or each worker's share)")
     parser.add_argument("--workers", type=_positive_int, default=None,
                         help="train this many configurations at once on a local Dask cluster (default 1: in-process)")
     parser.add_argument("--scheduler", default=None,
                         help="address of an existing Dask scheduler (tcp://host:8786) whose workers train instead")
+    add_backend_argument(parser)
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, for ``tune``, ``compare`` and ``train``; None until :func:`hho_tune.backend.use_backend` settles it."""
+    from hho_tune.backend import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="Keras backend the trainings run on: tensorflow or jax (pip install 'hho-tune[jax]'); "
+                             "default $HHO_TUNE_BACKEND, else $KERAS_BACKEND if one of these, else tensorflow")
 
 
 def build_tune_parser() -> argparse.ArgumentParser:
@@ -205,42 +218,48 @@ def optimizer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_tune(argv: Sequence[str], console: Console) -> int:
     from hho_tune.api import tune, validate_run_settings
+    from hho_tune.backend import use_backend
     from hho_tune.display import ProgressPrinter
     from hho_tune.results import check_writable
 
     args = build_tune_parser().parse_args(argv)
     if args.resume:
         return run_resume(args, explicit_arguments(build_tune_parser(), argv), console)
+    args.backend = use_backend(args.backend)  # before anything imports Keras (an --objective module may); run.json keeps it
     validate_run_settings(optimizer=args.optimizer, budget=args.budget,
                           direction=args.direction or "maximize", pop_size=args.pop_size)
     check_writable(Path(args.out))
     objective, space = prepare_search(args, seed=args.seed)
-    console.print(f"hho-tune: {args.optimizer}, budget {args.budget}, seed {args.seed}, space {space.source}",
+    epochs = f", epoch budget {args.epoch_budget}" if args.epoch_budget else ""
+    console.print(f"hho-tune: {args.optimizer}, budget {args.budget}{epochs}, seed {args.seed}, space {space.source}",
                   highlight=False)
     arguments = {key: value for key, value in vars(args).items() if key != "resume"}
     result = tune(
         objective, space, optimizer=args.optimizer, budget=args.budget, seed=args.seed,
         direction=args.direction, out=args.out, pop_size=args.pop_size,
         optimizer_options=optimizer_options(args), max_failures=args.max_failures,
-        listeners=[ProgressPrinter(console)], arguments=arguments, storage=args.storage,
+        listeners=[ProgressPrinter(console, epoch_budget=args.epoch_budget)], arguments=arguments, storage=args.storage,
         workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads, pruner=args.pruner,
+        epoch_budget=args.epoch_budget,
     )
     return report(result, console)
 
 
 # Flags that may accompany --resume only with the value the run was started with.
 _RUN_DEFINING_FLAGS = ("budget", "optimizer", "seed", "space", "out", "epochs", "train_size", "data", "objective",
-                       "direction", "pop_size", "tpe_startup", "max_failures", "storage", "pruner", "max_epochs")
+                       "direction", "pop_size", "tpe_startup", "max_failures", "storage", "pruner", "max_epochs",
+                       "backend", "epoch_budget")
 
 
 def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Console) -> int:
     """``hho-tune --resume RUN_DIR``: the run's own settings; a typed flag must agree with them."""
     from hho_tune.api import read_run, resume
+    from hho_tune.backend import recorded_backend, use_backend
     from hho_tune.display import ProgressPrinter, format_params
 
     run_dir = Path(args.resume)
     document = read_run(run_dir)
-    stored = document.get("arguments") or {}
+    stored = {**(document.get("arguments") or {}), "backend": recorded_backend(document)}  # a resume trains on the run's
     for flag in _RUN_DEFINING_FLAGS:
         if flag in typed and json.loads(json.dumps(typed[flag])) != stored.get(flag):
             raise UsageError(
@@ -252,6 +271,7 @@ def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Cons
         return 0
     original = argparse.Namespace(**{**vars(build_tune_parser().parse_args([])), **stored,
                                      "threads": args.threads, "workers": args.workers, "scheduler": args.scheduler})
+    use_backend(stored["backend"])
     objective, _ = prepare_search(original, seed=document["seed"])
 
     def tell_stale(stale: Sequence[Mapping[str, Any]]) -> None:
@@ -262,10 +282,21 @@ def run_resume(args: argparse.Namespace, typed: Mapping[str, Any], console: Cons
 
     console.print(f"hho-tune: resuming {run_dir} ({document['optimizer']}, budget {document['budget']}, "
                   f"seed {document['seed']})", highlight=False)
-    result = resume(run_dir, objective, listeners=[ProgressPrinter(console)], on_stale=tell_stale,
+    printer = ProgressPrinter(console, epoch_budget=document.get("epoch_budget"),
+                              epochs_done=_recorded_epochs(run_dir, document))
+    result = resume(run_dir, objective, listeners=[printer], on_stale=tell_stale,
                     workers=args.workers, scheduler=args.scheduler, threads_per_worker=args.threads)
     console.print(f"replayed {result.outcome.replayed} recorded trials without training", highlight=False)
     return report(result, console)
+
+
+def _recorded_epochs(run_dir: Path, document: Mapping[str, Any]) -> int:
+    """Epochs the recorded trials of a run trained (what a resumed run's epoch budget has spent already)."""
+    from hho_tune.curves import epochs_trained, load_trials_with_curves
+    from hho_tune.space import SearchSpace
+
+    space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(run_dir)))
+    return epochs_trained(load_trials_with_curves(run_dir, space)) or 0
 
 
 def report(result: Any, console: Console) -> int:

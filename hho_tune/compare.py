@@ -83,6 +83,7 @@ class ComparisonPlan:
     target_fraction: float = DEFAULT_TARGET_FRACTION
     pruner: str = DEFAULT_PRUNER
     max_steps: int | None = None
+    epoch_budget: int | None = None
 
     def runs(self) -> list[tuple[str, int]]:
         """Seed by seed, every optimizer at one seed before the next seed starts.
@@ -130,6 +131,7 @@ class ComparisonPlan:
             max_failures=int(document.get("max_failures", DEFAULT_MAX_FAILURES)),
             target_fraction=float(document.get("target_fraction", DEFAULT_TARGET_FRACTION)),
             pruner=document.get("pruner", DEFAULT_PRUNER), max_steps=document.get("max_steps"),
+            epoch_budget=document.get("epoch_budget"),
         )
 
 
@@ -204,6 +206,7 @@ def compare(
     threads_per_worker: int | None = None,
     pruner: str = DEFAULT_PRUNER,
     max_steps: int | None = None,
+    epoch_budget: int | None = None,
 ) -> ComparisonResult:
     """Run each optimizer once per seed with ``budget`` evaluations, then summarise.
 
@@ -220,7 +223,7 @@ def compare(
         optimizers=tuple(optimizers), seeds=tuple(seeds), budget=budget,
         direction=direction or getattr(objective, "direction", "maximize"), pop_size=pop_size,
         optimizer_options=dict(optimizer_options or {}), max_failures=max_failures, target_fraction=target_fraction,
-        pruner=pruner, max_steps=max_steps,
+        pruner=pruner, max_steps=max_steps, epoch_budget=epoch_budget,
     )
     plan.check(space)
     directory = new_comparison_dir(Path(out), name)
@@ -345,7 +348,7 @@ def run_unfinished(
                 left = f"; ~{format_seconds(per_run * (len(pending) - done))} left in the comparison"
             console.print(f"[bold]run {index} of {len(runs)}: {optimizer}, seed {seed}[/bold]{left}")
         label = f"[{optimizer} s{seed}]"
-        listeners = [ProgressPrinter(console, label=label)] if console is not None else []
+        listeners = [ProgressPrinter(console, label=label, epoch_budget=plan.epoch_budget)] if console is not None else []
         run_dir = directory / RUNS_DIR / run_label(optimizer, seed)
         if (run_dir / RUN_FILE).exists():
             result = resume(run_dir, objective_for_seed(objective, seed), listeners=listeners, workers=workers,
@@ -358,7 +361,7 @@ def run_unfinished(
             optimizer_options=plan.optimizer_options, max_failures=plan.max_failures, listeners=listeners,
             arguments={"comparison": directory.name}, run_dir=run_dir,
             workers=workers, scheduler=scheduler, threads_per_worker=threads_per_worker,
-            pruner=plan.pruner, max_steps=plan.max_steps,
+            pruner=plan.pruner, max_steps=plan.max_steps, epoch_budget=plan.epoch_budget,
         )
         write_curves(directory, load_curves(directory, plan))
         if console is not None:
@@ -556,7 +559,11 @@ def _print_unsqueezed(console: Console, table: Table) -> None:
 def print_comparison(console: Console, result: ComparisonResult) -> None:
     stats = result.stats
     _print_unsqueezed(console, comparison_table(result))
-    console.print("rank: mean rank over seeds (1 = best); time/run: mean wall time of a run.", highlight=False)
+    simulated = bool((json.loads((result.directory / COMPARE_FILE).read_text(encoding="utf-8")).get("fidelity") or {})
+                     .get("simulated_seconds"))
+    clock = "simulated training time of a run (the objective's recorded epoch seconds)" if simulated \
+        else "mean wall time of a run"
+    console.print(f"rank: mean rank over seeds (1 = best); time/run: {clock}.", highlight=False)
     if stats.target is not None:
         target = stats.target
         console.print(
@@ -622,15 +629,17 @@ def build_compare_parser() -> argparse.ArgumentParser:
 # Flags that may accompany --resume only with the comparison's own value.
 _COMPARISON_DEFINING_FLAGS = ("budget", "space", "out", "epochs", "train_size", "data", "objective", "direction",
                               "pop_size", "tpe_startup", "max_failures", "optimizers", "seeds", "seed_list",
-                              "target_fraction", "name", "pruner", "max_epochs")
+                              "target_fraction", "name", "pruner", "max_epochs", "backend",
+                              "epoch_budget")
 
 
 def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: Console) -> int:
+    from hho_tune.backend import recorded_backend, use_backend
     from hho_tune.cli import explicit_arguments, prepare_search
 
     directory = Path(args.resume)
     document = read_comparison(directory)
-    stored = document.get("arguments") or {}
+    stored = {**(document.get("arguments") or {}), "backend": recorded_backend(document)}  # resumed on its own backend
     typed = explicit_arguments(build_compare_parser(), argv)
     for flag in _COMPARISON_DEFINING_FLAGS:
         if flag in typed and json.loads(json.dumps(typed[flag])) != stored.get(flag):
@@ -642,6 +651,7 @@ def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: C
         return 0
     plan = ComparisonPlan.from_dict(document)
     original = argparse.Namespace(**{**vars(build_compare_parser().parse_args([])), **stored, "threads": args.threads})
+    use_backend(stored["backend"])
     objective, _ = prepare_search(original, seed=plan.seeds[0])
     console.print(f"hho-tune compare: resuming {directory}", highlight=False)
     result = resume_comparison(directory, objective, console=console, workers=args.workers, scheduler=args.scheduler,
@@ -651,11 +661,13 @@ def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: C
 
 
 def run_compare_command(argv: Sequence[str], console: Console) -> int:
+    from hho_tune.backend import use_backend
     from hho_tune.cli import optimizer_options, prepare_search
 
     args = build_compare_parser().parse_args(argv)
     if args.resume:
         return run_compare_resume(args, argv, console)
+    args.backend = use_backend(args.backend)  # before anything imports Keras; compare.json keeps it
     optimizers = parse_optimizer_list(args.optimizers)
     seeds = args.seed_list if args.seed_list is not None else tuple(range(args.seeds or DEFAULT_SEEDS))
     check_seeds(seeds)
@@ -673,6 +685,7 @@ def run_compare_command(argv: Sequence[str], console: Console) -> int:
         max_failures=args.max_failures, target_fraction=args.target_fraction, console=console,
         arguments={k: v for k, v in vars(args).items() if k != "resume"}, workers=args.workers,
         scheduler=args.scheduler, threads_per_worker=args.threads, pruner=args.pruner,
+        epoch_budget=args.epoch_budget,
     )
     print_comparison(console, result)
     return 0

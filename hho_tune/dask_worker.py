@@ -9,6 +9,16 @@ and the second started only when the idle worker stole it, 0.3-2 s later (three 
 default 2-worker run; bench/RESULTS.md section 4). A task with no dependency goes to the least
 busy worker at once. A plugin also reaches workers that join later and workers that the
 nanny restarts after a crash.
+
+The Keras backend travels with the run: a worker starts Keras on the run's backend before it
+unpacks the objective (which may import Keras). A worker you start yourself can be pinned to a
+backend and warmed up before the first trial::
+
+    HHO_TUNE_BACKEND=jax dask worker tcp://HOST:8786 --nthreads 1 --preload hho_tune.dask_worker
+
+(:func:`dask_setup`): it then imports Keras on that backend and starts it with
+``HHO_TUNE_THREADS`` threads at once, and refuses, trial by trial with the reason, a run on
+another backend.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from typing import Any
 from distributed import WorkerPlugin, get_worker
 from distributed.protocol import pickle
 
+from hho_tune.backend import check_worker_backend, current_backend, requested_backend, start_backend, use_backend
 from hho_tune.reporting import wants_reporter
 from hho_tune.space import SearchSpace
 from hho_tune.trial import Trial, failed_trial
@@ -33,8 +44,9 @@ class RunContext(WorkerPlugin):
     reason, so that the run stops after its failures like any other, instead of crashing.
     """
 
-    def __init__(self, name: str, objective: Any, space: SearchSpace) -> None:
+    def __init__(self, name: str, objective: Any, space: SearchSpace, *, backend: str | None = None) -> None:
         self.name = name
+        self.backend = backend or current_backend()  # the coordinator's: the one run.json records
         self.payload = pickle.dumps((objective, space))
         self.objective: Any = None
         self.space: SearchSpace | None = None
@@ -42,19 +54,35 @@ class RunContext(WorkerPlugin):
         self.error = ""
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"name": self.name, "payload": self.payload}
+        return {"name": self.name, "payload": self.payload, "backend": self.backend}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.name, self.payload = state["name"], state["payload"]
+        self.backend = state.get("backend", "tensorflow")
         self.objective, self.space, self.error = None, None, ""
         self.takes_reporter = False
 
     def setup(self, worker: Any) -> None:
         try:
+            check_worker_backend(self.backend)  # before the objective, whose module may import Keras
             self.objective, self.space = pickle.loads(self.payload)
             self.takes_reporter = wants_reporter(self.objective)  # read once per worker, not per trial
         except Exception as exc:
             self.error = f"cannot set up the objective on worker {worker.address}: {type(exc).__name__}: {exc}"
+
+
+def dask_setup(worker: Any) -> None:
+    """``dask worker --preload hho_tune.dask_worker``: Keras on ``HHO_TUNE_BACKEND`` (default TensorFlow), started now.
+
+    The worker then pays the backend's import and start-up (seconds) before its first trial,
+    not during it, with its pool sized to ``HHO_TUNE_THREADS`` (TensorFlow's, or XLA's on JAX).
+    """
+    import os
+
+    use_backend(requested_backend())
+    threads = os.environ.get("HHO_TUNE_THREADS")
+    start_backend(int(threads) if threads else None)
+    import keras  # noqa: F401  imported now, on the backend above
 
 
 ANSWER_SECONDS = 120.0  # a report waits this long for the pruner's word, then the training goes on

@@ -37,9 +37,14 @@ def format_seconds(seconds: float) -> str:
 
 
 class ProgressPrinter(TrialListener):
-    """``[ 3/30] 0.9512  best 0.9601 (#1)  learning_rate=...  7.1s | 0:37 elapsed, ~5:10 left``."""
+    """``[ 3/30] 0.9512  best 0.9601 (#1)  learning_rate=...  7.1s | 0:37 elapsed, ~5:10 left``.
 
-    def __init__(self, console: Console, *, label: str = "") -> None:
+    With an ``epoch_budget`` the run ends when its epochs are spent, not its trainings: the line
+    then counts epochs (``epochs 23/60``) and the time left is estimated from them.
+    """
+
+    def __init__(self, console: Console, *, label: str = "", epoch_budget: int | None = None,
+                 epochs_done: int = 0) -> None:
         self.console = console
         self.label = f"{escape(label)} " if label else ""  # "[tpe s1]" is not rich markup
         self.budget = 0
@@ -47,6 +52,8 @@ class ProgressPrinter(TrialListener):
         self.cached = 0
         self.done = 0
         self.trained_here = 0
+        self.epoch_budget = epoch_budget
+        self.epochs, self.epochs_here = epochs_done, 0  # epochs_done: a resumed run's recorded trials
 
     def on_start(self, budget: int, finished: int) -> None:
         self.budget = budget
@@ -67,6 +74,13 @@ class ProgressPrinter(TrialListener):
         done = self.done
         elapsed = time.perf_counter() - self.started
         left = elapsed / self.trained_here * (self.budget - done)
+        self.epochs += trial.steps or 0
+        self.epochs_here += trial.steps or 0
+        epochs_text = ""
+        if self.epoch_budget is not None:
+            epochs_text = f" epochs {self.epochs}/{self.epoch_budget}"
+            if self.epochs_here:
+                left = min(left, elapsed / self.epochs_here * max(0, self.epoch_budget - self.epochs))
         if trial.ok:
             value = f"{trial.value:.4f}"
         elif trial.pruned:
@@ -77,7 +91,7 @@ class ProgressPrinter(TrialListener):
         width = len(str(self.budget))
         line = (
             f"{self.label}[{done:>{width}}/{self.budget}] {value}  {best_text}  {format_params(trial.params)}  "
-            f"{trial.duration:.1f}s | {format_seconds(elapsed)} elapsed, ~{format_seconds(left)} left"
+            f"{trial.duration:.1f}s |{epochs_text} {format_seconds(elapsed)} elapsed, ~{format_seconds(left)} left"
         )
         if self.cached:
             line += f", {self.cached} cached"

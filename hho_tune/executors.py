@@ -72,6 +72,8 @@ class DaskExecutor:
         import dask
         from distributed import Client, LocalCluster
 
+        from hho_tune.backend import current_backend
+
         dask.config.set({"distributed.scheduler.allowed-failures": 0,
                          "distributed.worker.daemon": False,
                          "distributed.nanny.pre-spawn-environ": _pre_spawn_environ(),
@@ -83,7 +85,7 @@ class DaskExecutor:
             else:
                 self._cluster = LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                    silence_logs=40, env=_worker_env(workers or 1, threads_per_worker),
+                    silence_logs=40, env=_worker_env(workers or 1, threads_per_worker, current_backend()),
                 )
                 self._client = Client(self._cluster)
         except OSError as exc:
@@ -201,10 +203,20 @@ def _pre_spawn_environ() -> dict[str, Any]:
     return {name: value for name, value in environ.items() if name != "MALLOC_TRIM_THRESHOLD_"}
 
 
-def _worker_env(workers: int, threads: int | None) -> dict[str, str]:
-    """Each worker's share of the cores, for TensorFlow's pools (read by the objective)."""
+def _worker_env(workers: int, threads: int | None, backend: str = "tensorflow") -> dict[str, str]:
+    """Each worker's share of the cores, for TensorFlow's pools or XLA's (read by the objective), and the run's backend.
+
+    ``KERAS_BACKEND`` makes a worker's Keras start on the run's backend whatever imports it
+    first, ``HHO_TUNE_BACKEND`` replaces a pin the workers would inherit from this process;
+    ``PJRT_NPROC`` sizes XLA's pool even for an objective that does not read ``HHO_TUNE_THREADS``
+    (a :class:`~hho_tune.keras.KerasObjective`).
+    """
     share = threads or max(1, (os.cpu_count() or 1) // workers)
-    return {"HHO_TUNE_THREADS": str(share), "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(share)}
+    env = {"HHO_TUNE_THREADS": str(share), "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(share),
+           "KERAS_BACKEND": backend, "HHO_TUNE_BACKEND": backend}  # over an inherited pin: --backend won here
+    if backend == "jax":
+        env["PJRT_NPROC"] = str(share)
+    return env
 
 
 def make_executor(objective: Any, space: SearchSpace, *, workers: int | None, scheduler: str | None,

@@ -187,7 +187,7 @@ def rescale_decay(plan: TrainingPlan, final_train_size: int) -> tuple[TrainingPl
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    from hho_tune.cli import _int, _Parser, _positive_int
+    from hho_tune.cli import _int, _Parser, _positive_int, add_backend_argument
     from hho_tune.presets import PRESETS
 
     parser = _Parser(
@@ -213,7 +213,9 @@ def build_train_parser() -> argparse.ArgumentParser:
                              f"(default {DEFAULT_KEEP})")
     parser.add_argument("--patience", type=_positive_int, default=None,
                         help="stop when validation accuracy has not improved for this many epochs (default: train all)")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="TensorFlow threads (default: all cores)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="training threads: TensorFlow's pools, or XLA's on JAX (default: all cores)")
+    add_backend_argument(parser)
     return parser
 
 
@@ -240,9 +242,11 @@ def make_plan(args: argparse.Namespace) -> TrainingPlan:
 
 
 def run_train_command(argv: Sequence[str], console: Console) -> int:
+    from hho_tune.backend import use_backend
     from hho_tune.data import load_test, load_train_validation
 
     args = build_train_parser().parse_args(argv)
+    args.backend = use_backend(args.backend)  # before anything imports Keras: an --objective winner's module may
     if args.config is not None and args.preset is None:
         entry = read_config_entry(Path(args.config), args.rank)
         if entry.get("objective_spec"):
@@ -272,6 +276,7 @@ def run_train_command(argv: Sequence[str], console: Console) -> int:
     document: dict[str, Any] = {
         "name": plan.name,
         "status": "running",
+        "backend": args.backend,
         "configuration": asdict(plan.config),
         "epochs": plan.epochs,
         "keep": plan.keep,
@@ -329,10 +334,11 @@ def train_own_objective(entry: Mapping[str, Any], args: argparse.Namespace, cons
 def _train(plan: TrainingPlan, data: TrainValidation, test: Split, out_dir: Path, document: dict[str, Any],
            console: Console, *, threads: int | None) -> int:
     from hho_tune.api import package_versions
+    from hho_tune.backend import before_saving
     from hho_tune.machine import machine_description
-    from hho_tune.objective import start_tensorflow, train_and_score
+    from hho_tune.objective import start_backend, train_and_score
 
-    start_tensorflow(threads)
+    start_backend(threads)
     document["versions"] = package_versions()
     document["machine"] = machine_description(threads=threads)  # what another machine must match to reproduce it
     records: list[EpochRecord] = []
@@ -358,6 +364,7 @@ def _train(plan: TrainingPlan, data: TrainValidation, test: Split, out_dir: Path
         _finish(out_dir, document, records, started, status="diverged", error="non-finite loss on the test images")
         _error(f"the trained model gives a non-finite loss on the test images; no model saved, see {out_dir / METRICS_FILE}")
         return EXIT_DIVERGED
+    before_saving()
     model.save(out_dir / MODEL_FILE)
     saved = saved_record(plan, records)
     document.update(test_accuracy=test_accuracy, test_loss=test_loss, saved_epoch=saved.epoch,

@@ -13,7 +13,7 @@
     objective = KerasObjective(build_model, x_train, y_train, validation_split=0.1, epochs=3)
     hho_tune.tune(objective, space, budget=20)     # or: hho-tune --objective mymodule:objective
 
-Each trial seeds Keras (``keras.utils.set_random_seed``), builds the model, trains ``epochs``
+Each trial seeds Keras (as ``keras.utils.set_random_seed`` does), builds the model, trains ``epochs``
 epochs and scores ``metric`` on the validation data after each one: the value is reported
 (learning curves, pruners) and the last epoch's is the trial's score. A loss that stops being
 finite ends the trial as failed. The objective pickles as its build function (by reference:
@@ -75,11 +75,12 @@ class KerasObjective:
 
     def __call__(self, params: Mapping[str, Any], reporter: Any = None) -> float:
         """Train the model of ``params`` and return the metric after the last epoch."""
-        from hho_tune.objective import start_tensorflow
+        from hho_tune.backend import seed_training, start_backend
 
-        start_tensorflow()  # before Keras imports TensorFlow, so that its start-up chatter stays muted
+        start_backend()  # before Keras imports TensorFlow, so that its start-up chatter stays muted
         import keras
-        keras.utils.set_random_seed(self.seed)
+
+        seed_training(self.seed)
         model = self._build(params)
         history = model.fit(self.x, self.y, validation_data=self.validation_data, epochs=self.epochs,
                             batch_size=self.batch_size, verbose=0,
@@ -101,11 +102,12 @@ class KerasObjective:
         Returns what metrics.json records. The weights kept are those of the best epoch by
         ``metric`` (Keras's ``EarlyStopping(restore_best_weights=True)`` with patience = epochs).
         """
-        from hho_tune.objective import start_tensorflow
+        from hho_tune.backend import before_saving, current_backend, seed_training, start_backend
 
-        start_tensorflow()  # before Keras imports TensorFlow, so that its start-up chatter stays muted
+        start_backend()  # before Keras imports TensorFlow, so that its start-up chatter stays muted
         import keras
-        keras.utils.set_random_seed(seed)
+
+        seed_training(seed)
         model = self._build(params)
         mode = "max" if self.direction == "maximize" else "min"
         keeper = keras.callbacks.EarlyStopping(monitor=self.metric, mode=mode, patience=epochs, restore_best_weights=True)
@@ -116,6 +118,7 @@ class KerasObjective:
         best = (int(np.argmax(values)) if mode == "max" else int(np.argmin(values))) + 1
         metrics: dict[str, Any] = {
             "objective": self.name, "params": dict(params), "epochs": epochs, "seed": seed, "metric": self.metric,
+            "backend": current_backend(),
             "history": {key: [float(v) for v in series] for key, series in history.history.items()},
             "saved_epoch": best, f"saved_{self.metric}": values[best - 1],
             "seconds_training": round(time.perf_counter() - started, 3),
@@ -124,6 +127,7 @@ class KerasObjective:
             scores = model.evaluate(*self.test_data, batch_size=self.batch_size, verbose=0, return_dict=True)
             metrics["test"] = {key: float(value) for key, value in scores.items()}
         out_dir.mkdir(parents=True, exist_ok=True)
+        before_saving()
         model.save(out_dir / "model.keras")
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         return metrics

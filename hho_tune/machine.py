@@ -15,8 +15,8 @@ same order. Same seed and same code are not enough for that:
 A difference in the last bit of one step grows over hundreds of Adam steps into another score
 (bench/RESULTS.md section 6 measures it). :func:`machine_description` records each of these
 things, so two run.json files say whether their scores can be expected to agree. It never
-imports TensorFlow (a run on Dask workers never starts it in the coordinating process); what
-TensorFlow itself reports is added when it is already running (final training).
+imports TensorFlow or JAX (a run on Dask workers never starts them in the coordinating process);
+what the backend itself reports is added when it is already running (final training).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ISA_FLAGS = (
 RELEVANT_ENVIRONMENT = (
     "TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_DETERMINISTIC_OPS",
     "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "HHO_TUNE_THREADS",
-    "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES",
+    "KERAS_BACKEND", "HHO_TUNE_BACKEND", "PJRT_NPROC", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
 )
 
 _SOFTWARE = ("tensorflow", "keras", "numpy", "jax")
@@ -62,7 +62,7 @@ def machine_description(*, threads: int | None = None, workers: int | None = Non
         "onednn": onednn_setting(),
         "training_threads": training_threads(threads=threads, workers=workers, scheduler=scheduler),
         "environment": {name: os.environ.get(name) for name in RELEVANT_ENVIRONMENT},
-        **tensorflow_report(),
+        **runtime_report(),
     }
 
 
@@ -117,11 +117,14 @@ def source_revision() -> str | None:
 
 
 def keras_backend() -> str:
-    """The backend the LSTM trains on: hho-tune starts Keras on TensorFlow unless KERAS_BACKEND says otherwise."""
-    keras = sys.modules.get("keras")
-    if keras is not None and hasattr(keras, "config"):
-        return str(keras.config.backend())
-    return os.environ.get("KERAS_BACKEND") or "tensorflow"
+    """The backend the LSTM trains on: Keras's if it runs here, else the one chosen (``--backend``, :mod:`hho_tune.backend`)."""
+    from hho_tune.backend import current_backend
+    from hho_tune.errors import UsageError
+
+    try:
+        return current_backend()
+    except UsageError:  # HHO_TUNE_BACKEND names no backend: the training will say so; a description must not
+        return os.environ.get("HHO_TUNE_BACKEND") or "tensorflow"
 
 
 def onednn_setting() -> str:
@@ -134,7 +137,13 @@ def onednn_setting() -> str:
 
 
 def training_threads(*, threads: int | None, workers: int | None, scheduler: str | None) -> dict[str, Any]:
-    """Intra-/inter-op threads of one training, and where the trainings run."""
+    """Intra-/inter-op threads of one training, and where the trainings run.
+
+    On JAX, ``intra_op`` is the size of XLA's CPU pool (``PJRT_NPROC``) and ``inter_op`` is None:
+    XLA has no second pool.
+    """
+    if keras_backend() == "jax":
+        return _jax_threads(threads=threads, workers=workers, scheduler=scheduler)
     if scheduler is not None:
         return {"where": f"the workers of the Dask cluster at {scheduler}: each worker machine decides "
                          "(HHO_TUNE_THREADS there); this section describes the coordinating machine only",
@@ -146,6 +155,44 @@ def training_threads(*, threads: int | None, workers: int | None, scheduler: str
     if threads is not None:
         return {"where": "this process (--threads)", "intra_op": threads, "inter_op": threads}
     return {"where": "this process (TensorFlow's default: the usable cores)", "intra_op": cores, "inter_op": cores}
+
+
+def _jax_threads(*, threads: int | None, workers: int | None, scheduler: str | None) -> dict[str, Any]:
+    from hho_tune.backend import jax_threads
+
+    if scheduler is not None:
+        return {"where": f"the workers of the Dask cluster at {scheduler}: each worker machine decides "
+                         "(HHO_TUNE_THREADS or PJRT_NPROC there); this section describes the coordinating machine only",
+                "intra_op": None, "inter_op": None}
+    cores = cpu_description()["usable_cores"] or 1
+    if workers is not None and workers > 1:
+        share = threads or max(1, cores // workers)
+        return {"where": f"{workers} local Dask worker processes (XLA's pool)", "intra_op": share, "inter_op": None}
+    if threads is not None:
+        return {"where": "this process (--threads: XLA's pool)", "intra_op": threads, "inter_op": None}
+    own = jax_threads()
+    if own is not None:
+        return {"where": "this process (PJRT_NPROC: XLA's pool)", "intra_op": own, "inter_op": None}
+    return {"where": "this process (XLA's default: the usable cores)", "intra_op": cores, "inter_op": None}
+
+
+def runtime_report() -> dict[str, Any]:
+    """What the running backend says about itself (TensorFlow's or JAX's); nothing for one not started."""
+    return {**tensorflow_report(), **jax_report()}
+
+
+def jax_report() -> dict[str, Any]:
+    """JAX's devices once its runtime has started in this process (nothing before: asking would start it)."""
+    from hho_tune.backend import jax_runtime_started, jax_threads
+
+    if "jax" not in sys.modules or not jax_runtime_started():
+        return {}
+    try:
+        import jax
+
+        return {"jax_devices": [str(device) for device in jax.devices()], "jax_threads": jax_threads()}
+    except Exception:  # a description must never stop a training
+        return {}
 
 
 def tensorflow_report() -> dict[str, Any]:

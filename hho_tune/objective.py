@@ -1,7 +1,8 @@
 """The LSTM fitness: params -> build, train briefly, score on validation.
 
-Knows nothing about optimizers. TensorFlow is imported on first use, so that the CLI
-answers ``--help`` and refuses bad input without paying TensorFlow's start-up.
+Knows nothing about optimizers. Keras and its backend (TensorFlow, or JAX with ``--backend
+jax``: :mod:`hho_tune.backend`) are imported on first use, so that the CLI answers ``--help``
+and refuses bad input without paying their start-up.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import functools
 import math
 import os
 import random
-import sys
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -21,6 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hho_tune.backend import (
+    build_before_fit,
+    current_backend,
+    seed_training,
+    start_backend,
+    start_tensorflow,  # noqa: F401  re-exported: bench scripts and tests start TensorFlow from here
+    track_in_optimizer,
+    use_backend,
+)
 from hho_tune.data import IMAGE_SHAPE, NUM_CLASSES, Split, TrainValidation, load_train_validation
 from hho_tune.errors import SearchSpaceError, TrainingDiverged, TrialPruned, UsageError
 from hho_tune.space import Domain, SearchSpace
@@ -214,6 +222,12 @@ class ModelPool:
     configuration: the same score as a fresh model, bit for bit (tests/test_objective.py).
     Models are kept per thread, so a Dask worker running several trainings in threads never
     hands one model to two of them.
+
+    On JAX the same holds (tests/test_backend.py), with two additions, both no-ops on
+    TensorFlow: the schedule's variables join the optimizer's state, since Keras on JAX would
+    otherwise bake their first values into the compiled step (:func:`~hho_tune.backend.track_in_optimizer`),
+    and :func:`train_and_score` builds every model before ``fit`` so that a kept and a new model
+    train on the same shuffle order (:func:`~hho_tune.backend.build_before_fit`).
     """
 
     def __init__(self) -> None:
@@ -230,7 +244,10 @@ class ModelPool:
         key = (threading.get_ident(), config.num_layers, config.lstm_units)
         model = self._models.get(key)
         if model is None:
-            compile_model(fresh, decay_schedule(config, adjustable=True))
+            schedule = decay_schedule(config, adjustable=True)
+            compile_model(fresh, schedule)
+            track_in_optimizer(fresh.optimizer, [schedule.initial_learning_rate, schedule.decay_steps,
+                                                 schedule.decay_rate])
             self._models[key] = fresh
             return fresh
         model.set_weights(fresh.get_weights())
@@ -241,44 +258,6 @@ class ModelPool:
         schedule.decay_steps.assign(float(config.decay_steps))
         schedule.decay_rate.assign(config.decay_rate)
         return model
-
-
-def start_tensorflow(threads: int | None = None, inter_op_threads: int | None = None) -> None:
-    """Import TensorFlow once, quietly, with its thread pools sized to ``threads`` (None: all cores).
-
-    ``inter_op_threads`` sizes the pool that runs independent operations side by side
-    (default: ``threads`` too).
-
-    The pools can only be sized before TensorFlow's runtime starts, hence here.
-    TensorFlow 2.21 writes start-up chatter (oneDNN, CUDA probing) from C++ before
-    TF_CPP_MIN_LOG_LEVEL is read, so
-    file descriptor 2 is pointed at a temporary file for the import; if the import fails,
-    what it wrote is replayed so that the real error is not hidden.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    sys.stderr.flush()
-    saved_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            if threads is not None:
-                tf.config.threading.set_intra_op_parallelism_threads(threads)
-            if inter_op_threads or threads:
-                tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads or threads)
-            tf.config.list_physical_devices()  # the CUDA probe happens here, still muted
-        except BaseException:
-            os.dup2(saved_stderr, 2)
-            capture.seek(0)
-            sys.stderr.write(capture.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
 
 
 def train_and_score(
@@ -297,12 +276,13 @@ def train_and_score(
     ``val_accuracy`` in the history; the search leaves it out and scores once at the end.
     ``pool`` (the search) reuses a kept model of the same architecture instead of building one.
     """
-    start_tensorflow()
+    start_backend()
     import keras
 
     config = config.for_training_set(len(data.train))
-    keras.utils.set_random_seed(seed)  # the order in which fit shuffles the images
+    seed_training(seed)  # the order in which fit shuffles the images
     model = build_model(config, seed=seed) if pool is None else pool.model_for(config, seed=seed)
+    build_before_fit(model, data.train.x[:config.batch_size], data.train.y[:config.batch_size])
     history = model.fit(
         data.train.x,
         data.train.y,
@@ -370,6 +350,10 @@ class LstmObjective:
 
     The data are loaded once, when the objective is made, not once per trial, and each
     architecture is compiled once (:class:`ModelPool`).
+
+    ``backend`` (None: the one this process trains on, :func:`hho_tune.backend.current_backend`)
+    is recorded in :meth:`fidelity` and travels with the objective to Dask workers, which then
+    train on it too.
     """
 
     name = "lstm-mnist"
@@ -390,6 +374,7 @@ class LstmObjective:
         seed: int = 0,
         data_path: str | Path | None = None,
         threads: int | None = None,
+        backend: str | None = None,
     ) -> None:
         if epochs < 1:
             raise UsageError(f"--epochs must be at least 1, got {epochs}")
@@ -400,6 +385,7 @@ class LstmObjective:
         self.train_size = len(self.data.train)
         self.models = ModelPool()  # shared by copies and with_seed twins: one process, one pool
         self.threads = threads  # TensorFlow starts at the first training: a run on Dask workers never starts it here
+        self.backend = current_backend() if backend is None else use_backend(backend)
 
     def __copy__(self) -> LstmObjective:
         """A shallow copy sharing the loaded data (copy.copy would otherwise go through __reduce__)."""
@@ -409,7 +395,7 @@ class LstmObjective:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         """Pickle as the recipe, not the arrays: a Dask worker loads the data itself, once."""
-        return _lstm_objective_in_this_process, (self.epochs, self.train_size, self.seed, self.data_path)
+        return _lstm_objective_in_this_process, (self.epochs, self.train_size, self.seed, self.data_path, self.backend)
 
     def __call__(self, params: Mapping[str, Any], reporter: Any = None) -> float:
         """Validation accuracy after ``epochs``; with a ``reporter``, after each epoch too (the learning curve).
@@ -418,7 +404,7 @@ class LstmObjective:
         touches no random state, so a trial scores the same with and without a reporter.
         """
         config = LstmConfig.from_params(params)
-        start_tensorflow(self.threads)
+        start_backend(self.threads)
         if reporter is None:
             model, _ = train_and_score(config, self.data, epochs=self.epochs, seed=self.seed, pool=self.models)
             return validation_accuracy(model, self.data)
@@ -454,25 +440,29 @@ class LstmObjective:
 
     def fidelity(self) -> dict[str, Any]:
         """What a score was measured at; written beside every trial."""
-        return {"epochs": self.epochs, "train_size": self.train_size, "data": self.data.source}
+        return {"epochs": self.epochs, "train_size": self.train_size, "data": self.data.source, "backend": self.backend}
 
 
 _OBJECTIVES_IN_THIS_PROCESS: dict[tuple[Any, ...], LstmObjective] = {}
 
 
-def _lstm_objective_in_this_process(epochs: int, train_size: int, seed: int, data_path: Any) -> LstmObjective:
+def _lstm_objective_in_this_process(epochs: int, train_size: int, seed: int, data_path: Any,
+                                    backend: str = "tensorflow") -> LstmObjective:
     """Rebuild an unpickled objective, reusing this process's copy of the data.
 
-    On a Dask worker, TensorFlow's pools get the worker's share of the cores (HHO_TUNE_THREADS,
-    set by the executor): two processes of one thread train more images per second here than
-    one process of two threads.
+    On a Dask worker, TensorFlow's pools (or XLA's, on JAX) get the worker's share of the cores
+    (HHO_TUNE_THREADS, set by the executor): two processes of one thread train more images per
+    second here than one process of two threads. The worker trains on the objective's
+    ``backend`` (a pickle made before backends were recorded means TensorFlow), or refuses
+    in one line when Keras already runs on another one there.
     """
-    key = (epochs, train_size, data_path)
+    use_backend(backend)
+    key = (epochs, train_size, data_path, backend)
     if key not in _OBJECTIVES_IN_THIS_PROCESS:
         threads = os.environ.get("HHO_TUNE_THREADS")
         _OBJECTIVES_IN_THIS_PROCESS[key] = LstmObjective(
             epochs=epochs, train_size=train_size, seed=seed, data_path=data_path,
-            threads=int(threads) if threads else None,
+            threads=int(threads) if threads else None, backend=backend,
         )
     objective = copy.copy(_OBJECTIVES_IN_THIS_PROCESS[key])
     objective.seed = seed

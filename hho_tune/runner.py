@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 Objective = Callable[[Mapping[str, Any]], float]
 DEFAULT_MAX_FAILURES = 5
 DEFAULT_MAX_CACHED_IN_A_ROW = 500
+EPOCH_BUDGET_SPENT = "epoch budget spent"
 
 
 class TrialListener:
@@ -92,6 +93,7 @@ def run_loop(
     executor: Executor | None = None,
     cost: Callable[[Params], float] | None = None,
     pruning: Pruning | None = None,
+    epoch_budget: int | None = None,
 ) -> RunOutcome:
     """Evaluate exactly ``budget`` configurations unless the optimizer gives up first.
 
@@ -112,10 +114,15 @@ def run_loop(
     ``pruning`` decides, each time a trial reports a step, whether it stops there; a pruned
     trial costs one configuration of the budget like any other, and the optimizer is told it
     was pruned (:meth:`Optimizer.tell_pruned`), with its curve.
+
+    ``epoch_budget``: ask no more once the recorded trials (``history`` included) have trained
+    that many steps in all, each counted by its last reported step. The trainings in flight
+    still finish, so a run may pass the budget by less than one trial's steps per worker.
     """
     loop = _Loop(space, optimizer, budget=budget, direction=direction, listeners=list(listeners),
                  max_failures=max_failures, max_cached_in_a_row=max_cached_in_a_row, history=history,
-                 executor=executor or InlineExecutor(objective, space), cost=cost, pruning=pruning)
+                 executor=executor or InlineExecutor(objective, space), cost=cost, pruning=pruning,
+                 epoch_budget=epoch_budget)
     started = time.perf_counter()
     try:
         loop.run()
@@ -143,7 +150,7 @@ class _Loop:
     def __init__(self, space: SearchSpace, optimizer: Optimizer, *, budget: int, direction: str,
                  listeners: list[TrialListener], max_failures: int, max_cached_in_a_row: int,
                  history: Sequence[Trial], executor: Executor, cost: Callable[[Params], float] | None,
-                 pruning: Pruning | None) -> None:
+                 pruning: Pruning | None, epoch_budget: int | None = None) -> None:
         self.space, self.optimizer, self.executor, self.pruning = space, optimizer, executor, pruning
         self.cost = cost if executor.capacity > 1 else None  # one at a time: nothing to reorder
         self.budget, self.direction, self.listeners = budget, direction, listeners
@@ -160,6 +167,10 @@ class _Loop:
         self.cached = self.replayed = self.cached_in_a_row = self.failures_in_a_row = 0
         self.stop_reason = "budget spent"
         self.stopping = False
+        self.epoch_budget = epoch_budget
+        self.steps_spent = sum(t.steps or 0 for t in history)
+        if epoch_budget is not None and self.steps_spent >= epoch_budget:
+            self._stop(f"{EPOCH_BUDGET_SPENT} ({self.steps_spent} of {epoch_budget} epochs)")
         self.heard: dict[int, int] = {}  # trial in flight -> the last step its listeners heard
         connect = getattr(executor, "set_report_channel", None)  # an executor without it passes no reports
         if connect is not None:
@@ -275,6 +286,9 @@ class _Loop:
                     listener.on_report(trial.number, step, value, seconds)
         self.trials.append(trial)
         self.cache[key] = trial
+        self.steps_spent += trial.steps or 0
+        if self.epoch_budget is not None and self.steps_spent >= self.epoch_budget:
+            self._stop(f"{EPOCH_BUDGET_SPENT} ({self.steps_spent} of {self.epoch_budget} epochs)")
         if beats(trial, self.best, self.direction):
             self.best = trial  # what best_trial(self.trials) says: ties go to the earliest
         for listener in self.listeners:

@@ -295,3 +295,35 @@ def test_compare_prunes_every_run_and_records_it(space: SearchSpace, tmp_path: P
     for run_file in (result.directory / "runs").glob("*/run.json"):
         run = json.loads(run_file.read_text())
         assert run["pruner"] == "sha" and run["max_steps"] == MAX_STEPS and run["pruned"] > 0
+
+
+def test_an_epoch_budget_ends_a_pruned_run_at_equal_cost(space: SearchSpace, tmp_path: Path) -> None:
+    """--epoch-budget: the run stops once its trials have trained that many epochs, passing it by less than a trial."""
+    result = tune(curved, space, optimizer="hho", budget=200, seed=2, out=tmp_path / "a", pruner="sha",
+                  epoch_budget=60)
+    spent = sum(t.steps for t in result.trials)
+    assert 60 <= spent < 60 + MAX_STEPS and spent - result.trials[-1].steps < 60
+    assert len(result.trials) < 200 and result.outcome.stop_reason.startswith("epoch budget spent")
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["status"] == "finished" and run["epochs_trained"] == spent and run["epoch_budget"] == 60
+
+    calls = {"n": 0}
+
+    def interrupted(params: dict, reporter) -> float:
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt
+        return curved(params, reporter)
+
+    interrupted.epochs = MAX_STEPS
+    with pytest.raises(KeyboardInterrupt) as caught:
+        tune(interrupted, space, optimizer="hho", budget=200, seed=2, out=tmp_path / "b", pruner="sha", epoch_budget=60)
+    resumed = resume(caught.value.run_dir, curved)
+    assert [(t.number, t.steps, t.value) for t in resumed.trials] == [(t.number, t.steps, t.value) for t in result.trials]
+
+
+def test_an_epoch_budget_needs_an_objective_that_counts_epochs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--objective", "hho_tune.benchmarks:sphere", "--epoch-budget", "10", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--epoch-budget needs an objective that reports its epochs" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
