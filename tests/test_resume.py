@@ -199,7 +199,10 @@ def test_signals_then_resume_match_an_uninterrupted_run(tmp_path: Path, sig: sig
     everything = optuna.load_study(study_name=run["run_id"], storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(run["storage"]))).trials
     interrupted = [t for t in everything if t.user_attrs.get(INTERRUPTED_ATTR)]
-    assert len(interrupted) == (1 if len(calls) > len(set(calls)) else 0)
+    # The attempt in flight is in the study as interrupted. The signal may also land after the study opened a
+    # trial and before the objective logged its call: then no call repeats, and one attempt may still be there.
+    repeated = len(calls) > len(set(calls))
+    assert len(interrupted) == 1 if repeated else len(interrupted) <= 1
     assert all(t.state.name == "FAIL" for t in interrupted)
 
 
