@@ -183,6 +183,7 @@ class ComparisonResult:
     plan: ComparisonPlan
     curves: tuple[RunCurve, ...]  # finished runs, in plan order
     stats: ComparisonStats
+    simulated_seconds: bool = False  # the objective reported simulated step costs (lstm_table): times are those
 
 
 def compare(
@@ -463,9 +464,9 @@ def summarise(directory: Path) -> ComparisonResult:
         for pair in stats.pairs
     ])
     _write_rank_files(directory, stats)
+    simulated = bool((json.loads((directory / COMPARE_FILE).read_text(encoding="utf-8")).get("fidelity") or {})
+                     .get("simulated_seconds"))
     if curves:
-        simulated = bool((json.loads((directory / COMPARE_FILE).read_text(encoding="utf-8")).get("fidelity") or {})
-                         .get("simulated_seconds"))
         plot_best_vs_evaluations(curves, plan.optimizers, plan.direction, directory / EVALUATIONS_PLOT)
         plot_best_vs_time(curves, plan.optimizers, plan.direction, directory / TIME_PLOT, simulated=simulated)
         seeds = stats.friedman.seeds if stats.friedman else 0
@@ -476,7 +477,8 @@ def summarise(directory: Path) -> ComparisonResult:
             ranks = {row.optimizer: row.mean_rank for row in stats.optimizers if row.mean_rank is not None}
             plot_critical_difference(ranks, friedman.critical_difference, friedman.seeds, friedman.p_value,
                                      directory / CD_PLOT)
-    return ComparisonResult(directory=directory, plan=plan, curves=tuple(curves), stats=stats)
+    return ComparisonResult(directory=directory, plan=plan, curves=tuple(curves), stats=stats,
+                            simulated_seconds=simulated)
 
 
 def _write_rank_files(directory: Path, stats: ComparisonStats) -> None:
@@ -559,9 +561,7 @@ def _print_unsqueezed(console: Console, table: Table) -> None:
 def print_comparison(console: Console, result: ComparisonResult) -> None:
     stats = result.stats
     _print_unsqueezed(console, comparison_table(result))
-    simulated = bool((json.loads((result.directory / COMPARE_FILE).read_text(encoding="utf-8")).get("fidelity") or {})
-                     .get("simulated_seconds"))
-    clock = "simulated training time of a run (the objective's recorded epoch seconds)" if simulated \
+    clock = "simulated training time of a run (the objective's recorded epoch seconds)" if result.simulated_seconds \
         else "mean wall time of a run"
     console.print(f"rank: mean rank over seeds (1 = best); time/run: {clock}.", highlight=False)
     if stats.target is not None:

@@ -75,13 +75,12 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
+@functools.lru_cache(maxsize=1)
 def default_space() -> SearchSpace:
-    """The packaged default space (search_spaces/lstm_mnist.yaml): the one the table was recorded on."""
-    try:
-        root = Path(str(resources.files("hho_tune.search_spaces")))
-    except ModuleNotFoundError:  # a source tree run with python -m: the folder beside the package
-        root = Path(__file__).resolve().parent.parent / "search_spaces"
-    return SearchSpace.load(root / "lstm_mnist.yaml")
+    """The packaged default space (search_spaces/lstm_mnist.yaml): the one the table was recorded on. Read once."""
+    from hho_tune.cli import packaged_spaces_dir
+
+    return SearchSpace.load(packaged_spaces_dir() / "lstm_mnist.yaml")
 
 
 @dataclass(frozen=True)

@@ -169,8 +169,7 @@ class _Loop:
         self.stopping = False
         self.epoch_budget = epoch_budget
         self.steps_spent = sum(t.steps or 0 for t in history)
-        if epoch_budget is not None and self.steps_spent >= epoch_budget:
-            self._stop(f"{EPOCH_BUDGET_SPENT} ({self.steps_spent} of {epoch_budget} epochs)")
+        self._check_epoch_budget()
         self.heard: dict[int, int] = {}  # trial in flight -> the last step its listeners heard
         connect = getattr(executor, "set_report_channel", None)  # an executor without it passes no reports
         if connect is not None:
@@ -287,8 +286,7 @@ class _Loop:
         self.trials.append(trial)
         self.cache[key] = trial
         self.steps_spent += trial.steps or 0
-        if self.epoch_budget is not None and self.steps_spent >= self.epoch_budget:
-            self._stop(f"{EPOCH_BUDGET_SPENT} ({self.steps_spent} of {self.epoch_budget} epochs)")
+        self._check_epoch_budget()
         if beats(trial, self.best, self.direction):
             self.best = trial  # what best_trial(self.trials) says: ties go to the earliest
         for listener in self.listeners:
@@ -314,6 +312,10 @@ class _Loop:
             self.optimizer.tell_pruned(suggestion, curve)
         else:
             self.optimizer.tell(suggestion, None)
+
+    def _check_epoch_budget(self) -> None:
+        if self.epoch_budget is not None and self.steps_spent >= self.epoch_budget:
+            self._stop(f"{EPOCH_BUDGET_SPENT} ({self.steps_spent} of {self.epoch_budget} epochs)")
 
     def _stop(self, reason: str) -> None:
         """Ask no more; the trainings in flight still finish and are recorded."""

@@ -88,9 +88,14 @@ def rank_at_one_seed(finals: Mapping[str, float | None], direction: str) -> dict
     return ranks
 
 
+def common_seeds(finals: Mapping[str, Mapping[int, float | None]]) -> list[int]:
+    """The seeds every optimizer ran (with or without a result): the blocks that ranks are averaged over."""
+    return sorted(set.intersection(*(set(by_seed) for by_seed in finals.values()))) if finals else []
+
+
 def mean_ranks(finals: Mapping[str, Mapping[int, float | None]], direction: str) -> dict[str, float | None]:
     """Each optimizer's rank averaged over the seeds that every optimizer ran (None if there are none)."""
-    common = set.intersection(*(set(by_seed) for by_seed in finals.values())) if finals else set()
+    common = common_seeds(finals)
     if not common:
         return {name: None for name in finals}
     totals = dict.fromkeys(finals, 0.0)
@@ -359,12 +364,12 @@ def nemenyi_critical_difference(optimizers: int, seeds: int, level: float = SIGN
 def friedman_test(finals: Mapping[str, Mapping[int, float | None]], direction: str) -> FriedmanTest:
     from scipy.stats import friedmanchisquare
 
-    # The seeds every optimizer ran, a run without a result last: the blocks mean_ranks averages over.
-    seeds = sorted(set.intersection(*(set(by_seed) for by_seed in finals.values()))) if finals else []
+    seeds = common_seeds(finals)  # a run without a result ranks last, as in mean_ranks
     k = len(finals)
     if k < 3 or len(seeds) < 2:
         return FriedmanTest(optimizers=k, seeds=len(seeds), statistic=None, p_value=None, critical_difference=None)
-    columns = [[rank_at_one_seed({n: finals[n][s] for n in finals}, direction)[name] for s in seeds] for name in finals]
+    by_seed = [rank_at_one_seed({n: finals[n][s] for n in finals}, direction) for s in seeds]
+    columns = [[ranks[name] for ranks in by_seed] for name in finals]
     with np.errstate(invalid="ignore", divide="ignore"):
         result = friedmanchisquare(*columns)  # on the ranks (1 = best): the same statistic as on the values
     statistic, p_value = float(result.statistic), float(result.pvalue)
@@ -381,8 +386,7 @@ def ranks_over_time(curves: Sequence[RunCurve], optimizers: Sequence[str], direc
     than the longest keep their last best.
     """
     runs = {(c.optimizer, c.seed): c for c in curves}
-    seeds = sorted(set.intersection(*({c.seed for c in curves if c.optimizer == name} for name in optimizers))) \
-        if optimizers else []
+    seeds = common_seeds({name: {c.seed: c.final_best for c in curves if c.optimizer == name} for name in optimizers})
     length = max((len(c.values) for c in curves), default=0)
     worst = -math.inf if direction == "maximize" else math.inf
     totals = {name: [0.0] * length for name in optimizers}
