@@ -140,40 +140,33 @@ def training_threads(*, threads: int | None, workers: int | None, scheduler: str
     """Intra-/inter-op threads of one training, and where the trainings run.
 
     On JAX, ``intra_op`` is the size of XLA's CPU pool (``PJRT_NPROC``) and ``inter_op`` is None:
-    XLA has no second pool.
+    XLA has no second pool. One function for both backends: only the pool's name, the variables a
+    worker machine reads and the second pool differ.
     """
-    if keras_backend() == "jax":
-        return _jax_threads(threads=threads, workers=workers, scheduler=scheduler)
+    jax = keras_backend() == "jax"
+    pool = " (XLA's pool)" if jax else ""
+    variables = "HHO_TUNE_THREADS or PJRT_NPROC" if jax else "HHO_TUNE_THREADS"
+
+    def threads_of(where: str, count: int | None) -> dict[str, Any]:
+        return {"where": where, "intra_op": count, "inter_op": None if jax else count}
+
     if scheduler is not None:
-        return {"where": f"the workers of the Dask cluster at {scheduler}: each worker machine decides "
-                         "(HHO_TUNE_THREADS there); this section describes the coordinating machine only",
-                "intra_op": None, "inter_op": None}
+        return threads_of(f"the workers of the Dask cluster at {scheduler}: each worker machine decides "
+                          f"({variables} there); this section describes the coordinating machine only", None)
     cores = cpu_description()["usable_cores"] or 1
     if workers is not None and workers > 1:
         share = threads or max(1, cores // workers)  # as executors._worker_env gives each worker
-        return {"where": f"{workers} local Dask worker processes", "intra_op": share, "inter_op": share}
+        return threads_of(f"{workers} local Dask worker processes{pool}", share)
     if threads is not None:
-        return {"where": "this process (--threads)", "intra_op": threads, "inter_op": threads}
-    return {"where": "this process (TensorFlow's default: the usable cores)", "intra_op": cores, "inter_op": cores}
+        return threads_of("this process (--threads: XLA's pool)" if jax else "this process (--threads)", threads)
+    if jax:
+        from hho_tune.backend import jax_threads
 
-
-def _jax_threads(*, threads: int | None, workers: int | None, scheduler: str | None) -> dict[str, Any]:
-    from hho_tune.backend import jax_threads
-
-    if scheduler is not None:
-        return {"where": f"the workers of the Dask cluster at {scheduler}: each worker machine decides "
-                         "(HHO_TUNE_THREADS or PJRT_NPROC there); this section describes the coordinating machine only",
-                "intra_op": None, "inter_op": None}
-    cores = cpu_description()["usable_cores"] or 1
-    if workers is not None and workers > 1:
-        share = threads or max(1, cores // workers)
-        return {"where": f"{workers} local Dask worker processes (XLA's pool)", "intra_op": share, "inter_op": None}
-    if threads is not None:
-        return {"where": "this process (--threads: XLA's pool)", "intra_op": threads, "inter_op": None}
-    own = jax_threads()
-    if own is not None:
-        return {"where": "this process (PJRT_NPROC: XLA's pool)", "intra_op": own, "inter_op": None}
-    return {"where": "this process (XLA's default: the usable cores)", "intra_op": cores, "inter_op": None}
+        own = jax_threads()
+        if own is not None:
+            return threads_of("this process (PJRT_NPROC: XLA's pool)", own)
+    default = "XLA's" if jax else "TensorFlow's"
+    return threads_of(f"this process ({default} default: the usable cores)", cores)
 
 
 def runtime_report() -> dict[str, Any]:
