@@ -14,18 +14,21 @@ choice comes from, first match wins:
 
 Everything backend-specific that the trainings need lives here too: starting the runtime with
 its thread pool sized (:func:`start_backend`), seeding (:func:`seed_training`), and the two
-things a reused model needs on JAX (:func:`track_in_optimizer`, :func:`build_before_fit`).
+things a reused model needs on JAX (:func:`track_in_optimizer`, :func:`build_before_fit`), and
+how ``fit`` reads the arrays on TensorFlow (:func:`tf_data_autotune_off`).
 This module imports neither Keras nor a backend at import time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from hho_tune.errors import UsageError
@@ -301,3 +304,56 @@ def build_before_fit(model: Any, x: Any, y: Any) -> None:
     if current_backend() != "jax":
         return
     model._symbolic_build(data_batch=(x, y))  # Keras's own builder, as fit calls it, with a batch given
+
+
+
+@contextlib.contextmanager
+def tf_data_autotune_off() -> Iterator[None]:
+    """Inside: the batches Keras makes of NumPy arrays on TensorFlow come with tf.data's autotuning off.
+
+    Why: with autotuning on, a ``fit`` whose last epoch ended in a callback that took a second
+    or more (the learning curve's validation score, in every trial of a search) took up to
+    4.7 s more to return, the process idle: the training iterator's teardown waited for
+    tf.data's autotuning thread. On Dask workers here that added 0-4.7 s to 6-11 s trials, in
+    most runs; with autotuning off, none in 18 (bench/RESULTS.md section 4). Only the options
+    change: Keras builds and iterates the same dataset, so the scores are the same bit for bit
+    (tests/test_objective.py). The hook is installed once, on Keras's array adapter, and acts
+    only in the thread inside this block, so the user's own ``fit`` calls are left alone. JAX
+    reads the arrays without tf.data, and a Keras that keeps its adapter elsewhere is left as
+    it is.
+    """
+    if current_backend() != "tensorflow" or not _install_autotune_hook():
+        yield
+        return
+    _autotune_off.active = True
+    try:
+        yield
+    finally:
+        _autotune_off.active = False
+
+
+_autotune_off = threading.local()
+
+
+def _install_autotune_hook() -> bool:
+    try:
+        from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+    except ImportError:
+        return False
+    if getattr(ArrayDataAdapter.get_tf_dataset, "hho_tune_hook", False):
+        return True
+    original = ArrayDataAdapter.get_tf_dataset
+
+    def get_tf_dataset(adapter: Any) -> Any:
+        dataset = original(adapter)
+        if not getattr(_autotune_off, "active", False):
+            return dataset
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.with_options(options)
+
+    get_tf_dataset.hho_tune_hook = True  # type: ignore[attr-defined]
+    ArrayDataAdapter.get_tf_dataset = get_tf_dataset
+    return True

@@ -10,6 +10,13 @@ default 2-worker run; bench/RESULTS.md section 4). A task with no dependency goe
 busy worker at once. A plugin also reaches workers that join later and workers that the
 nanny restarts after a crash.
 
+While a run's context is on a worker, Dask's statistical profiler is paused there
+(:func:`pause_profiler`): every 10 ms it takes the GIL from the event loop and walks the
+stack of the training thread: in a probe here the same trainings took 9.0-12.0 s on workers
+with it and mostly 5.9-8.2 s without (bench/RESULTS.md section 4). It
+resumes when the last run leaves a worker that outlives it (a cluster you started yourself);
+the dashboard's profile page is empty for the trials in between.
+
 The Keras backend travels with the run: a worker starts Keras on the run's backend before it
 unpacks the objective (which may import Keras). A worker you start yourself can be pinned to a
 backend and warmed up before the first trial::
@@ -23,6 +30,7 @@ another backend.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,12 +71,43 @@ class RunContext(WorkerPlugin):
         self.takes_reporter = False
 
     def setup(self, worker: Any) -> None:
+        pause_profiler(worker)
         try:
             check_worker_backend(self.backend)  # before the objective, whose module may import Keras
             self.objective, self.space = pickle.loads(self.payload)
             self.takes_reporter = wants_reporter(self.objective)  # read once per worker, not per trial
         except Exception as exc:
             self.error = f"cannot set up the objective on worker {worker.address}: {type(exc).__name__}: {exc}"
+
+    def teardown(self, worker: Any) -> None:
+        resume_profiler(worker)
+
+
+PROFILER_CALLBACKS = ("profile", "profile-cycle")  # the worker's periodic callbacks that sample and roll up stacks
+_paused_profilers: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+
+
+def pause_profiler(worker: Any) -> None:
+    """Stop the worker's stack sampling while a run trains there; counted, since several runs may share a worker."""
+    holds, stopped = _paused_profilers.get(worker, (0, ()))
+    if holds == 0:
+        callbacks = getattr(worker, "periodic_callbacks", {})
+        stopped = tuple(name for name in PROFILER_CALLBACKS if name in callbacks and callbacks[name].is_running())
+        for name in stopped:
+            callbacks[name].stop()
+    _paused_profilers[worker] = (holds + 1, stopped)
+
+
+def resume_profiler(worker: Any) -> None:
+    """Restart what :func:`pause_profiler` stopped, once the last run that paused it has left."""
+    holds, stopped = _paused_profilers.pop(worker, (0, ()))
+    if holds > 1:
+        _paused_profilers[worker] = (holds - 1, stopped)
+        return
+    callbacks = getattr(worker, "periodic_callbacks", {})
+    for name in stopped:
+        if name in callbacks:
+            callbacks[name].start()
 
 
 def dask_setup(worker: Any) -> None:

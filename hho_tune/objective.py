@@ -26,6 +26,7 @@ from hho_tune.backend import (
     seed_training,
     start_backend,
     start_tensorflow,  # noqa: F401  re-exported: bench scripts and tests start TensorFlow from here
+    tf_data_autotune_off,
     track_in_optimizer,
     use_backend,
 )
@@ -283,17 +284,18 @@ def train_and_score(
     seed_training(seed)  # the order in which fit shuffles the images
     model = build_model(config, seed=seed) if pool is None else pool.model_for(config, seed=seed)
     build_before_fit(model, data.train.x[:config.batch_size], data.train.y[:config.batch_size])
-    history = model.fit(
-        data.train.x,
-        data.train.y,
-        batch_size=config.batch_size,
-        epochs=epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])],
-        validation_data=None if validation is None else (validation.x, validation.y),
-        validation_batch_size=VALIDATION_BATCH,
-    )
+    with tf_data_autotune_off():
+        history = model.fit(
+            data.train.x,
+            data.train.y,
+            batch_size=config.batch_size,
+            epochs=epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(), *(callbacks or [])],
+            validation_data=None if validation is None else (validation.x, validation.y),
+            validation_batch_size=VALIDATION_BATCH,
+        )
     losses = history.history.get("loss", [])
     stopped_by_choice = any(getattr(callback, "stopped_epoch", 0) > 0 for callback in callbacks or [])  # EarlyStopping
     cut_short = model.stop_training and len(losses) < epochs and not stopped_by_choice

@@ -260,3 +260,27 @@ def test_an_lstm_run_writes_its_learning_curves_and_prunes(tiny_mnist: Path, tmp
         assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
         assert trial.state.name == row["state"]
         assert (row["state"] == "PRUNED") == (epochs < 3)
+
+
+def test_a_training_reads_its_batches_with_tf_data_s_autotuning_off_and_scores_as_with_it_on(
+        tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Autotuning made a fit wait up to 4.7 s to end after a slow epoch-end callback; turning it off changes no score."""
+    import contextlib
+
+    from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
+
+    import hho_tune.objective as objective_module
+    from hho_tune.backend import tf_data_autotune_off
+
+    x, y = np.zeros((4, 28, 28), "float32"), np.zeros(4, "int64")
+    with tf_data_autotune_off():
+        inside = ArrayDataAdapter(x, y, batch_size=2, shuffle=True).get_tf_dataset().options().autotune.enabled
+    outside = ArrayDataAdapter(x, y, batch_size=2, shuffle=True).get_tf_dataset().options().autotune.enabled
+    assert inside is False and outside is not False  # the user's own fit calls keep tf.data's default
+
+    objective = LstmObjective(epochs=2, train_size=300, seed=0, data_path=tiny_mnist)
+    recorder = RecordingReporter()
+    off = objective(SMALL, reporter=recorder)
+    monkeypatch.setattr(objective_module, "tf_data_autotune_off", contextlib.nullcontext)
+    on_recorder = RecordingReporter()
+    assert objective(SMALL, reporter=on_recorder) == off and on_recorder.reports == recorder.reports
