@@ -306,16 +306,15 @@ def build_before_fit(model: Any, x: Any, y: Any) -> None:
     model._symbolic_build(data_batch=(x, y))  # Keras's own builder, as fit calls it, with a batch given
 
 
-
 @contextlib.contextmanager
 def tf_data_autotune_off() -> Iterator[None]:
     """Inside: the batches Keras makes of NumPy arrays on TensorFlow come with tf.data's autotuning off.
 
     Why: with autotuning on, a ``fit`` whose last epoch ended in a callback that took a second
     or more (the learning curve's validation score, in every trial of a search) took up to
-    4.7 s more to return, the process idle: the training iterator's teardown waited for
-    tf.data's autotuning thread. On Dask workers here that added 0-4.7 s to 6-11 s trials, in
-    most runs; with autotuning off, none in 18 (bench/RESULTS.md section 4). Only the options
+    5 s more to return, the process idle: the training iterator's teardown waited for
+    tf.data's autotuning thread. In a probe on Dask workers here, 11 of 18 trials of 6-11 s
+    waited 0.3-5.0 s there; with autotuning off, none of 18 (bench/RESULTS.md section 4). Only the options
     change: Keras builds and iterates the same dataset, so the scores are the same bit for bit
     (tests/test_objective.py). The hook is installed once, on Keras's array adapter, and acts
     only in the thread inside this block, so the user's own ``fit`` calls are left alone. JAX
