@@ -314,9 +314,9 @@ def tf_data_autotune_off() -> Iterator[None]:
     or more (the learning curve's validation score, in every trial of a search) took up to
     5 s more to return, the process idle: the training iterator's teardown waited for
     tf.data's autotuning thread. In a probe on Dask workers here, 11 of 18 trials of 6-11 s
-    waited 0.3-5.0 s there; with autotuning off, none of 18 (bench/RESULTS.md section 4). Only the options
-    change: Keras builds and iterates the same dataset, so the scores are the same bit for bit
-    (tests/test_objective.py). The hook is installed once, on Keras's array adapter, and acts
+    waited 0.3-5.0 s there; with autotuning off, none of 18 (bench/RESULTS.md section 4).
+    Only the options change: Keras builds and iterates the same dataset, so the scores are the
+    same bit for bit (tests/test_objective.py). The hook is installed once, on Keras's array adapter, and acts
     only in the thread inside this block, so the user's own ``fit`` calls are left alone. JAX
     reads the arrays without tf.data, and a Keras that keeps its adapter elsewhere is left as
     it is.

@@ -13,9 +13,9 @@ nanny restarts after a crash.
 While a run's context is on a worker, Dask's statistical profiler is paused there
 (:func:`pause_profiler`): every 10 ms it takes the GIL from the event loop and walks the
 stack of the training thread: in a probe here the same trainings took 9.0-12.0 s on workers
-with it and mostly 5.9-8.2 s without (bench/RESULTS.md section 4). It
-resumes when the last run leaves a worker that outlives it (a cluster you started yourself);
-the dashboard's profile page is empty for the trials in between.
+with it and mostly 5.9-8.2 s without (bench/RESULTS.md section 4). It resumes when the last
+run leaves a worker that outlives it (a cluster you started yourself); the dashboard's
+profile page is empty for the trials in between.
 
 The Keras backend travels with the run: a worker starts Keras on the run's backend before it
 unpacks the objective (which may import Keras). A worker you start yourself can be pinned to a

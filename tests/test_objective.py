@@ -264,7 +264,7 @@ def test_an_lstm_run_writes_its_learning_curves_and_prunes(tiny_mnist: Path, tmp
 
 def test_a_training_reads_its_batches_with_tf_data_s_autotuning_off_and_scores_as_with_it_on(
         tiny_mnist: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Autotuning made a fit wait up to 4.7 s to end after a slow epoch-end callback; turning it off changes no score."""
+    """Autotuning made a fit wait up to 5 s to end after a slow epoch-end callback; turning it off changes no score."""
     import contextlib
 
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter

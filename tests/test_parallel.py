@@ -192,7 +192,9 @@ def test_local_workers_get_their_share_of_cores_and_glibc_s_own_malloc_tuning(mi
 
 
 def _profiler_running(dask_worker: Any) -> list[bool]:
-    return [dask_worker.periodic_callbacks[name].is_running() for name in ("profile", "profile-cycle")]
+    from hho_tune.dask_worker import PROFILER_CALLBACKS
+
+    return [dask_worker.periodic_callbacks[name].is_running() for name in PROFILER_CALLBACKS]
 
 
 def test_dask_s_profiler_is_paused_while_runs_train_on_a_worker_and_resumed_when_the_last_leaves(
