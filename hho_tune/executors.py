@@ -126,19 +126,27 @@ class DaskExecutor:
                                      key=f"trial-{job.number}-{self._context}")
         self._pending[future] = job
 
+    @property
+    def busy(self) -> int:
+        """Trainings submitted and not yet handed back."""
+        return len(self._pending)
+
     def wait_any(self) -> list[tuple[Job, Trial]]:
+        while True:
+            finished = self.poll(REPORT_POLL_SECONDS if self._reports is not None else None)
+            if finished:
+                return finished
+
+    def poll(self, timeout: float | None) -> list[tuple[Job, Trial]]:
+        """The trials that end within ``timeout`` seconds (None: wait for one), the reports served meanwhile."""
         from dask.distributed import TimeoutError as DaskTimeoutError
         from distributed import wait
 
-        while True:
-            try:
-                done, _ = wait(list(self._pending), timeout=REPORT_POLL_SECONDS if self._reports is not None else None,
-                               return_when="FIRST_COMPLETED")
-            except (DaskTimeoutError, TimeoutError):
-                done = set()
-            self._serve_reports()  # before recording a trial: its last reports were sent before it ended
-            if done:
-                break
+        try:
+            done, _ = wait(list(self._pending), timeout=timeout, return_when="FIRST_COMPLETED")
+        except (DaskTimeoutError, TimeoutError):
+            done = set()
+        self._serve_reports()  # before recording a trial: its last reports were sent before it ended
         finished = []
         for future in done:
             job = self._pending.pop(future)
@@ -220,7 +228,12 @@ def _worker_env(workers: int, threads: int | None, backend: str = "tensorflow") 
 
 
 def make_executor(objective: Any, space: SearchSpace, *, workers: int | None, scheduler: str | None,
-                  threads_per_worker: int | None = None) -> InlineExecutor | DaskExecutor:
+                  threads_per_worker: int | None = None) -> Any:
+    """Inline for one training at a time; ``--workers N``: this process and N-1 local Dask workers; else the cluster's."""
     if scheduler is None and (workers is None or workers <= 1):
         return InlineExecutor(objective, space)
+    if scheduler is None:
+        from hho_tune.coordinator_slot import CoordinatorAndWorkers  # it builds on DaskExecutor, defined here
+
+        return CoordinatorAndWorkers(objective, space, workers=workers, threads_per_worker=threads_per_worker)
     return DaskExecutor(objective, space, workers=workers, scheduler=scheduler, threads_per_worker=threads_per_worker)

@@ -156,7 +156,7 @@ def training_threads(*, threads: int | None, workers: int | None, scheduler: str
     cores = cpu_description()["usable_cores"] or 1
     if workers is not None and workers > 1:
         share = threads or max(1, cores // workers)  # as executors._worker_env gives each worker
-        return threads_of(f"{workers} local Dask worker processes{pool}", share)
+        return threads_of(f"this process and {workers - 1} local Dask worker process{'es' if workers > 2 else ''}{pool}", share)
     if threads is not None:
         return threads_of("this process (--threads: XLA's pool)" if jax else "this process (--threads)", threads)
     if jax:

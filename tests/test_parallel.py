@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from hho_tune import SearchSpace, tune
 from hho_tune.api import read_run
 from hho_tune.ledger import recorded_trials
 from hho_tune.results import read_trials
+from hho_tune.runner import TrialListener
 from tests.conftest import surrogate
 
 
@@ -44,13 +46,19 @@ def test_hho_proposes_the_same_configurations_with_one_or_two_workers(mixed_spac
 
 
 class KillsItsWorkerOnce:
-    """Kills the Dask worker process running it the first time it sees ``num_layers == 2``."""
+    """Kills the Dask worker process running its first trial there; each trial takes 0.5 s, so the worker gets some.
+
+    Not in the coordinating process, which trains one trial at a time too: a training that kills
+    it ends the run, as without workers (hho_tune/coordinator_slot.py).
+    """
 
     def __init__(self, marker: Path) -> None:
         self.marker = marker
+        self.coordinator = os.getpid()
 
     def __call__(self, params: dict) -> float:
-        if params["num_layers"] == 2 and not self.marker.exists():
+        time.sleep(0.5)
+        if os.getpid() != self.coordinator and not self.marker.exists():
             self.marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return surrogate(params)
@@ -60,12 +68,11 @@ def test_a_worker_killed_mid_run_is_a_failed_trial_not_a_lost_run(mixed_space: S
     marker = tmp_path / "killed.pid"
     result = tune(KillsItsWorkerOnce(marker), mixed_space, optimizer="random", budget=12, seed=0, out=tmp_path,
                   workers=2)
-    assert marker.exists(), "the test objective never met a 2-layer configuration"
+    assert marker.exists(), "no trial ran on the Dask worker"
     trials = read_trials(result.run_dir)
     assert len(trials) == 12
     failed = [r for r in trials if r["state"] == "FAIL"]
     assert len(failed) == 1 and "worker lost" in failed[0]["error"]
-    assert failed[0]["params_num_layers"] == "2"
     assert read_run(result.run_dir)["status"] == "finished"
 
 
@@ -134,7 +141,13 @@ def _refuse(reason: str) -> None:
 
 def test_an_objective_a_worker_cannot_set_up_fails_trials_with_the_reason(mixed_space: SearchSpace,
                                                                           tmp_path: Path) -> None:
-    result = tune(RefusedOnWorkers(), mixed_space, optimizer="random", budget=8, seed=0, out=tmp_path, workers=2)
+    """On a cluster of your own (``--scheduler``), where only the workers train."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster:
+        result = tune(RefusedOnWorkers(), mixed_space, optimizer="random", budget=8, seed=0, out=tmp_path,
+                      scheduler=cluster.scheduler_address)
     trials = read_trials(result.run_dir)
     assert len(trials) in (5, 6) and all(r["state"] == "FAIL" for r in trials)  # 5, and one that was in flight
     assert all("cannot set up the objective on worker" in r["error"] for r in trials)
@@ -217,3 +230,61 @@ def test_dask_s_profiler_is_paused_while_runs_train_on_a_worker_and_resumed_when
     assert list(before.values()) == [[True, True]] * 2
     assert list(both.values()) == list(one_left.values()) == [[False, False]] * 2
     assert list(after.values()) == [[True, True]] * 2
+
+
+class NotesWhereItTrained:
+    """The surrogate over 3 reported steps of 0.1 s, leaving a file per trial: when it started, and in which process."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self, params: dict, reporter: Any) -> float:
+        started = time.monotonic_ns()
+        for step in (1, 2, 3):
+            time.sleep(0.1)
+            reporter.report(surrogate(params) * step / 3, step)
+        (self.folder / f"{started}-{os.getpid()}.trial").write_text(str(os.getpid()))
+        return surrogate(params)
+
+
+class ThreadsOfReports(TrialListener):
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def on_report(self, number: int, step: int, value: float, seconds: float) -> None:
+        self.threads.append(threading.get_ident())
+
+
+def test_the_coordinating_process_trains_first_and_then_beside_the_worker(mixed_space: SearchSpace,
+                                                                           tmp_path: Path) -> None:
+    """``--workers 2``: this process starts training before the cluster is up, then trains one trial at a time beside it.
+
+    Its training thread's reports reach the listeners on the runner's thread, as the worker's do.
+    """
+    folder = tmp_path / "where"
+    folder.mkdir()
+    listener = ThreadsOfReports()
+    result = tune(NotesWhereItTrained(folder), mixed_space, optimizer="random", budget=24, seed=1,
+                  out=tmp_path / "out", workers=2, listeners=[listener])
+    trained_in = [int(path.read_text()) for path in sorted(folder.iterdir(), key=lambda p: int(p.stem.split("-")[0]))]
+    assert len(trained_in) == 24 and all(t.ok for t in result.trials)
+    assert trained_in[0] == os.getpid()  # before any worker could have started
+    assert os.getpid() in trained_in[len(trained_in) // 2:], "this process stopped training once the worker was up"
+    assert any(pid != os.getpid() for pid in trained_in), "no trial ran on the Dask worker"
+    assert listener.threads and set(listener.threads) == {threading.get_ident()}
+    assert len(listener.threads) == 3 * 24
+    assert read_run(result.run_dir)["machine"]["training_threads"]["where"].startswith("this process and 1 local")
+
+
+def test_a_cluster_that_does_not_start_leaves_the_run_to_this_process(mixed_space: SearchSpace, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from hho_tune import coordinator_slot
+
+    def no_cluster(*args: Any, **kwargs: Any) -> None:
+        raise OSError("no free port")
+
+    monkeypatch.setattr(coordinator_slot, "DaskExecutor", no_cluster)
+    result = tune(surrogate, mixed_space, optimizer="hho", budget=10, seed=2, out=tmp_path, workers=2)
+    assert len(result.trials) == 10 and all(t.ok for t in result.trials)
+    assert "the local Dask cluster did not start (OSError: no free port); this process trains alone" in capsys.readouterr().err
