@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import queue
 import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from hho_tune.executors import REPORT_POLL_SECONDS, DaskExecutor, Job
+from hho_tune.executors import REPORT_POLL_SECONDS, DaskExecutor, Job, core_share
 from hho_tune.reporting import ReportChannel, wants_reporter
 from hho_tune.space import SearchSpace
 from hho_tune.trial import Trial
@@ -96,7 +95,7 @@ class CoordinatorAndWorkers:
         if workers < 2:
             raise ValueError("CoordinatorAndWorkers needs at least 2 trainings at once")
         self.capacity = workers
-        share = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        share = core_share(workers, threads_per_worker)  # what each worker gets too
         self._objective, self._space = _with_threads(objective, share), space
         self._takes_reporter = wants_reporter(objective)
         self._events: queue.Queue[Any] = queue.Queue()  # the local slot's reports and results

@@ -211,6 +211,11 @@ def _pre_spawn_environ() -> dict[str, Any]:
     return {name: value for name, value in environ.items() if name != "MALLOC_TRIM_THRESHOLD_"}
 
 
+def core_share(trainers: int, threads: int | None = None) -> int:
+    """Threads of each of ``trainers`` trainings at once on this machine: ``threads`` if given, else an equal share."""
+    return threads or max(1, (os.cpu_count() or 1) // trainers)
+
+
 def _worker_env(workers: int, threads: int | None, backend: str = "tensorflow") -> dict[str, str]:
     """Each worker's share of the cores, for TensorFlow's pools or XLA's (read by the objective), and the run's backend.
 
@@ -219,7 +224,7 @@ def _worker_env(workers: int, threads: int | None, backend: str = "tensorflow") 
     ``PJRT_NPROC`` sizes XLA's pool even for an objective that does not read ``HHO_TUNE_THREADS``
     (a :class:`~hho_tune.keras.KerasObjective`).
     """
-    share = threads or max(1, (os.cpu_count() or 1) // workers)
+    share = core_share(workers, threads)
     env = {"HHO_TUNE_THREADS": str(share), "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": str(share),
            "KERAS_BACKEND": backend, "HHO_TUNE_BACKEND": backend}  # over an inherited pin: --backend won here
     if backend == "jax":
