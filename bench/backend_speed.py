@@ -22,12 +22,16 @@ processes, TensorFlow and JAX alternating (the first of each pair alternating to
 pairs. The two backends' searches take different paths (their scores differ from the first
 trial: another backend draws other initial weights and rounds differently), so beside the wall
 time it reports the trainings' mean seconds, the mean by number of layers, and the best score
-found, from run.json and trials.csv.
+found, from run.json and trials.csv. Where both backends trained the same configurations
+(``--search-args --optimizer random``: its proposals do not follow the scores), it also compares
+them one for one: the scores by a paired Wilcoxon test, and the trainings' time on that identical
+workload.
 
     python bench/backend_speed.py                     # 1-3 layers, 2 repetitions, 2 epochs on 10,000
     python bench/backend_speed.py --search --pairs 2  # the default search, TF and JAX alternating
     python bench/backend_speed.py --quick             # a smoke run of the training mode (a minute)
     python bench/backend_speed.py --search --quick    # a smoke run of the search mode
+    python bench/backend_speed.py --search --pairs 1 --search-args --optimizer random   # same configurations
 
 Needs JAX (``pip install -e ".[jax]"``). Nothing here asserts anything about time.
 """
@@ -174,7 +178,10 @@ def run_search(backend: str, args: argparse.Namespace, out: Path) -> dict[str, A
         if row["state"] == "COMPLETE":
             by_layers[row.get("params_num_layers", "?")].append(float(row["duration"]))
     best = run.get("best") or {}
-    return {"wall": wall, "run_seconds": run["timings"]["seconds"], "trainings": len(durations),
+    trials = {int(row["number"]): (tuple(v for k, v in sorted(row.items()) if k.startswith("params_")),
+                                   float(row["value"]), float(row["duration"]))
+              for row in rows if row["state"] == "COMPLETE"}
+    return {"trials": trials, "wall": wall, "run_seconds": run["timings"]["seconds"], "trainings": len(durations),
             "mean_training": sum(durations) / max(len(durations), 1), "trained": sum(durations),
             "by_layers": {layers: (len(v), sum(v) / len(v)) for layers, v in sorted(by_layers.items())},
             "best": best.get("value"), "best_params": best.get("params"), "run_dir": str(run_json.parent),
@@ -207,7 +214,29 @@ def search_mode(args: argparse.Namespace) -> None:
         print(f"| {pair + 1} | {tf['wall']:.1f} | {jx['wall']:.1f} | {tf['wall'] / jx['wall']:.2f}x "
               f"| {tf['mean_training']:.2f} | {jx['mean_training']:.2f} | {tf['mean_training'] / jx['mean_training']:.2f}x "
               f"| {tf['best']} | {jx['best']} |")
+    for pair, (tf, jx) in enumerate(zip(runs["tensorflow"], runs["jax"], strict=True)):
+        print_same_trials(pair, tf["trials"], jx["trials"])
     print(f"\nload average at the end: {load_average()}")
+
+
+def print_same_trials(pair: int, tf: dict[int, tuple], jx: dict[int, tuple]) -> None:
+    """Where both backends trained the same configurations (``--optimizer random``: proposals that
+    do not depend on scores), compare them one for one: a paired test of the scores and the
+    time ratio on an identical workload. HHO and TPE follow their scores, so their paths part."""
+    same = [n for n in sorted(set(tf) & set(jx)) if tf[n][0] == jx[n][0]]
+    if len(same) < 2:
+        print(f"\npair {pair + 1}: {len(same)} configuration(s) trained on both backends; no paired comparison")
+        return
+    from scipy.stats import wilcoxon
+
+    differences = [jx[n][1] - tf[n][1] for n in same]
+    nonzero = [d for d in differences if d != 0]
+    p_value = float(wilcoxon(nonzero).pvalue) if nonzero else 1.0
+    tf_seconds, jx_seconds = sum(tf[n][2] for n in same), sum(jx[n][2] for n in same)
+    print(f"\npair {pair + 1}: {len(same)} configurations trained on both backends: JAX minus TF score "
+          f"median {median(differences):+.4f}, mean {sum(differences) / len(differences):+.4f}; JAX higher at "
+          f"{sum(d > 0 for d in differences)}, lower at {sum(d < 0 for d in differences)}; Wilcoxon p = {p_value:.3g}; "
+          f"trainings {tf_seconds:.1f} s on TF against {jx_seconds:.1f} s on JAX ({tf_seconds / jx_seconds:.2f}x)")
 
 
 def main() -> None:

@@ -4,9 +4,19 @@ Why the coordinating process trains too: with few trainings, a cluster of N work
 than it gave. Each worker imports TensorFlow and traces every architecture itself, and the
 cluster's start and close add seconds, so ``hho-tune --budget 6 --epochs 1 --train-size 5000``
 took 0.94-1.01x as long with ``--workers 2`` as with one process (bench/RESULTS.md section 4).
-Here the first training starts at once in this process while the cluster starts in the
-background, and the process that would otherwise only wait is one of the N trainers: one
-process fewer to start, import and trace in.
+Here the first training starts at once in this process, and the process that would otherwise
+only wait is one of the N trainers: one process fewer to start, import and trace in.
+
+Why the cluster waits for the first training: even so, on a faster day the same small run
+took 1.09x, 0.91x and 0.80x as long with ``--workers 2`` (bench/RESULTS.md section 4): a
+worker's first training, which imports TensorFlow and traces its model beside this process's,
+took 11-14 s for a training that takes 3-4 s warm, more than the few trainings left could
+give back. So the cluster starts only once this process's first training has ended, and only
+if the trainings left, at that training's duration each, come to at least
+:data:`WORKERS_PAY_OFF_SECONDS` (the runner says how many are left:
+:meth:`CoordinatorAndWorkers.expect_trainings`); otherwise this process trains them all, and
+says so on stderr. The first training, which imports and traces, overstates the others, so the
+bar errs toward starting workers only where they clearly pay.
 
 The training runs in one long-lived thread of this process (:func:`_training_thread`), so the
 objective's per-thread model pool keeps its compiled models from trial to trial and from run to
@@ -19,7 +29,7 @@ two threads.
 from __future__ import annotations
 
 import contextlib
-import copy
+import os
 import queue
 import sys
 import threading
@@ -32,6 +42,18 @@ from hho_tune.space import SearchSpace
 from hho_tune.trial import Trial
 
 CLUSTER_CLOSE_WAIT_SECONDS = 60.0  # close() waits this long for a cluster still starting
+# Start workers only for this much training left, estimated from this process's first training
+# (HHO_TUNE_WORKERS_PAY_OFF_SECONDS overrides: 0 starts them after the first training whatever is left).
+WORKERS_PAY_OFF_SECONDS = 120.0
+PAY_OFF_ENV = "HHO_TUNE_WORKERS_PAY_OFF_SECONDS"
+
+
+def workers_pay_off_seconds() -> float:
+    """The bar for starting workers: the environment's number if it is one, else the default."""
+    try:
+        return max(0.0, float(os.environ[PAY_OFF_ENV]))
+    except (KeyError, ValueError):
+        return WORKERS_PAY_OFF_SECONDS
 
 
 @dataclass
@@ -86,17 +108,21 @@ def _serve_jobs() -> None:
 class CoordinatorAndWorkers:
     """``workers`` trainings at once: one in this process, ``workers - 1`` on a local Dask cluster.
 
-    The cluster starts in a background thread; until it is up, what the runner submits beyond
-    the local slot waits here and goes to whichever frees first: this process or the cluster.
-    A cluster that fails to start leaves the run to this process alone, with one line on stderr.
+    The cluster starts in a background thread once this process's first training has ended and
+    the trainings left are worth it (see the module's docstring); until it is up, what the runner
+    submits beyond the local slot waits here and goes to whichever frees first: this process or
+    the cluster. A cluster that is not worth starting, or fails to start, leaves the run to this
+    process alone, with one line on stderr.
     """
 
     def __init__(self, objective: Any, space: SearchSpace, *, workers: int, threads_per_worker: int | None = None) -> None:
         if workers < 2:
             raise ValueError("CoordinatorAndWorkers needs at least 2 trainings at once")
         self.capacity = workers
-        share = core_share(workers, threads_per_worker)  # what each worker gets too
-        self._objective, self._space = _with_threads(objective, share), space
+        share = core_share(workers, threads_per_worker)  # what each worker gets
+        # This process trains with its own threads (the usable cores unless --threads): it may well
+        # train alone, and beside one worker on 2 cores that cost nothing measurable (bench/RESULTS.md section 4).
+        self._objective, self._space = objective, space
         self._takes_reporter = wants_reporter(objective)
         self._events: queue.Queue[Any] = queue.Queue()  # the local slot's reports and results
         self._cancelled = threading.Event()
@@ -106,10 +132,29 @@ class CoordinatorAndWorkers:
         self._answers = False
         self._dask: DaskExecutor | None = None
         self._dask_failed = False
+        self._left: int | None = None  # trainings the runner has left, this process's included
+        self._decided = False  # whether to start the cluster has been settled
         self._started: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._starter = threading.Thread(target=self._start_cluster, args=(objective, space, workers - 1, share),
                                          name="hho-tune-cluster-start", daemon=True)
-        self._starter.start()
+
+    def expect_trainings(self, left: int) -> None:
+        """The runner's word: ``left`` trainings remain to be run, those in flight included."""
+        self._left = left
+
+    def _decide_on_cluster(self, first: Trial) -> None:
+        """After this process's first training: start the workers if the trainings left pay for them."""
+        self._decided = True
+        bar = workers_pay_off_seconds()
+        left = None if self._left is None else max(self._left - 1, 0)  # the runner has not yet recorded ``first``
+        estimate = None if left is None else left * first.duration
+        if estimate is None or estimate >= bar:
+            self._starter.start()
+            return
+        self._dask_failed = True
+        print(f"hho-tune: --workers {self.capacity}: {left} training(s) left, about {estimate:.0f} s at the first's "
+              f"{first.duration:.1f} s each, too few to pay for starting workers (they pay from about "
+              f"{bar:.0f} s); this process trains them", file=sys.stderr)
 
     def _start_cluster(self, objective: Any, space: SearchSpace, workers: int, share: int) -> None:
         try:
@@ -180,17 +225,21 @@ class CoordinatorAndWorkers:
             self._dispatch()
             if self._dask is not None and self._dask.busy:
                 finished += self._dask.poll(0.0 if not self._events.empty() else REPORT_POLL_SECONDS)
-                finished += self._serve_local(timeout=None)
+                finished += self._serve_local(wait_seconds=0.0)
             else:
-                finished += self._serve_local(timeout=REPORT_POLL_SECONDS)
+                finished += self._serve_local(wait_seconds=REPORT_POLL_SECONDS)
         self._dispatch()  # a job waiting for a slot starts before the runner records these
         return sorted(finished, key=lambda pair: pair[0].number)
 
-    def _serve_local(self, *, timeout: float | None) -> list[tuple[Job, Trial]]:
-        """Answer the local training's reports and take its result; wait up to ``timeout`` for the first event."""
+    def _serve_local(self, *, wait_seconds: float) -> list[tuple[Job, Trial]]:
+        """Answer the local training's reports and take its result.
+
+        Waits up to ``wait_seconds`` for the first event (0: only what is already there), so that
+        the loop sleeps here when only this process trains and polls Dask instead when workers do.
+        """
         finished: list[tuple[Job, Trial]] = []
         try:
-            event = self._events.get(timeout=timeout) if timeout else self._events.get_nowait()
+            event = self._events.get(timeout=wait_seconds) if wait_seconds > 0 else self._events.get_nowait()
         except queue.Empty:
             return finished
         while True:
@@ -200,6 +249,8 @@ class CoordinatorAndWorkers:
             else:
                 finished.append(event)
                 self._local = None
+                if not self._decided and event[1].ok:  # a failed training says nothing of how long one takes
+                    self._decide_on_cluster(event[1])
             try:
                 event = self._events.get_nowait()
             except queue.Empty:
@@ -215,20 +266,8 @@ class CoordinatorAndWorkers:
 
     def close(self) -> None:
         self.cancel_all()
-        self._starter.join(CLUSTER_CLOSE_WAIT_SECONDS)
+        if self._starter.is_alive():
+            self._starter.join(CLUSTER_CLOSE_WAIT_SECONDS)
         self._adopt_cluster()
         if self._dask is not None:
             self._dask.close()
-
-
-def _with_threads(objective: Any, share: int) -> Any:
-    """The objective this process trains with: its own ``threads`` if set, else this process's share of the cores.
-
-    Only an objective with a ``threads`` attribute (the LSTM fitness) is given the share; any
-    other keeps its own settings.
-    """
-    if getattr(objective, "threads", share) is not None:
-        return objective
-    twin = copy.copy(objective)
-    twin.threads = share
-    return twin

@@ -156,7 +156,11 @@ def training_threads(*, threads: int | None, workers: int | None, scheduler: str
     cores = cpu_description()["usable_cores"] or 1
     if workers is not None and workers > 1:
         share = threads or max(1, cores // workers)  # as executors._worker_env gives each worker
-        return threads_of(f"this process and {workers - 1} local Dask worker process{'es' if workers > 2 else ''}{pool}", share)
+        own = threads or cores  # this process trains with its own threads (coordinator_slot.CoordinatorAndWorkers)
+        workers_part = f"{workers - 1} local Dask worker process{'es' if workers > 2 else ''}"
+        return threads_of(f"this process ({own}) and {workers_part} ({share} each; the counts below){pool}, "
+                          "the workers started only if this process's first training shows enough left to pay "
+                          "for them", share)
     if threads is not None:
         return threads_of("this process (--threads: XLA's pool)" if jax else "this process (--threads)", threads)
     if jax:

@@ -171,6 +171,8 @@ class _Loop:
         self.steps_spent = sum(t.steps or 0 for t in history)
         self._check_epoch_budget()
         self.heard: dict[int, int] = {}  # trial in flight -> the last step its listeners heard
+        # An executor that starts workers only when enough is left to train hears how much is.
+        self._expect: Callable[[int], None] | None = getattr(executor, "expect_trainings", None)
         connect = getattr(executor, "set_report_channel", None)  # an executor without it passes no reports
         if connect is not None:
             connect(self._on_report, answers=pruning is not None)
@@ -180,6 +182,8 @@ class _Loop:
             listener.on_start(self.budget, len(self.trials))
         try:
             while True:
+                if self._expect is not None:
+                    self._expect(max(self.budget - len(self.trials), 0))
                 self._fill()
                 if not self.in_flight:
                     return

@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The tests' trainings take milliseconds, too little to start workers for: start them whatever is left
+# (tests/test_parallel.py checks the bar itself).
+os.environ.setdefault("HHO_TUNE_WORKERS_PAY_OFF_SECONDS", "0")
 
 from hho_tune.data import VALIDATION_SIZE, packaged_mnist_path
 from hho_tune.space import SearchSpace

@@ -273,7 +273,8 @@ def test_the_coordinating_process_trains_first_and_then_beside_the_worker(mixed_
     assert any(pid != os.getpid() for pid in trained_in), "no trial ran on the Dask worker"
     assert listener.threads and set(listener.threads) == {threading.get_ident()}
     assert len(listener.threads) == 3 * 24
-    assert read_run(result.run_dir)["machine"]["training_threads"]["where"].startswith("this process and 1 local")
+    where = read_run(result.run_dir)["machine"]["training_threads"]["where"]
+    assert where.startswith("this process (") and ") and 1 local Dask worker process (" in where
 
 
 def test_a_cluster_that_does_not_start_leaves_the_run_to_this_process(mixed_space: SearchSpace, tmp_path: Path,
@@ -288,3 +289,26 @@ def test_a_cluster_that_does_not_start_leaves_the_run_to_this_process(mixed_spac
     result = tune(surrogate, mixed_space, optimizer="hho", budget=10, seed=2, out=tmp_path, workers=2)
     assert len(result.trials) == 10 and all(t.ok for t in result.trials)
     assert "the local Dask cluster did not start (OSError: no free port); this process trains alone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("bar", "workers_used"), [(60.0, False), (5.0, True)])
+def test_workers_start_only_when_the_trainings_left_pay_for_them(mixed_space: SearchSpace, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str],
+                                                                 bar: float, workers_used: bool) -> None:
+    """23 trainings left after the first, of 0.3 s each: about 7 s, under a bar of 60 s and over one of 5 s."""
+    monkeypatch.setenv("HHO_TUNE_WORKERS_PAY_OFF_SECONDS", str(bar))
+    folder = tmp_path / "where"
+    folder.mkdir()
+    result = tune(NotesWhereItTrained(folder), mixed_space, optimizer="random", budget=24, seed=1,
+                  out=tmp_path / "out", workers=2)
+    trained_in = {int(path.read_text()) for path in folder.iterdir()}
+    assert len(result.trials) == 24 and all(t.ok for t in result.trials)
+    assert (trained_in != {os.getpid()}) is workers_used
+    said = capsys.readouterr().err
+    assert ("--workers 2: 23 training(s) left, about" in said) is not workers_used
+    if not workers_used:
+        assert "too few to pay for starting workers (they pay from about 60 s); this process trains them" in said
+    baseline = tune(NotesWhereItTrained(tmp_path), mixed_space, optimizer="random", budget=24, seed=1,
+                    out=tmp_path / "alone")
+    assert [(t.number, t.value) for t in result.trials] == [(t.number, t.value) for t in baseline.trials]
