@@ -387,6 +387,10 @@ def _check_parallel(workers: int | None, scheduler: str | None) -> None:
         raise UsageError(f"--workers must be a positive whole number, got {workers}")
     if workers is not None and workers > 1 and scheduler is not None:
         raise UsageError("--workers starts a local cluster and --scheduler uses an existing one: give one of them")
+    if workers is not None and workers > 1:
+        from hho_tune.coordinator_slot import workers_pay_off_seconds
+
+        workers_pay_off_seconds()  # a malformed bar stops the run before anything is written
 
 
 def validate_run_settings(*, optimizer: str, budget: int, direction: str, pop_size: int | None) -> None:

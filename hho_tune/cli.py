@@ -79,7 +79,8 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_positive_int, default=None,
                         help="threads per training, TensorFlow's or XLA's on JAX (default: all cores, or each worker's share)")
     parser.add_argument("--workers", type=_positive_int, default=None,
-                        help="train this many configurations at once on a local Dask cluster (default 1: in-process)")
+                        help="train this many configurations at once: this process and N-1 local Dask workers, started "
+                             "after the first training if enough is left to pay for them (default 1: in-process)")
     parser.add_argument("--scheduler", default=None,
                         help="address of an existing Dask scheduler (tcp://host:8786) whose workers train instead")
     add_backend_argument(parser)

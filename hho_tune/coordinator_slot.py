@@ -36,6 +36,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from hho_tune.errors import UsageError
 from hho_tune.executors import REPORT_POLL_SECONDS, DaskExecutor, Job, core_share
 from hho_tune.reporting import ReportChannel, wants_reporter
 from hho_tune.space import SearchSpace
@@ -49,11 +50,17 @@ PAY_OFF_ENV = "HHO_TUNE_WORKERS_PAY_OFF_SECONDS"
 
 
 def workers_pay_off_seconds() -> float:
-    """The bar for starting workers: the environment's number if it is one, else the default."""
-    try:
-        return max(0.0, float(os.environ[PAY_OFF_ENV]))
-    except (KeyError, ValueError):
+    """The bar for starting workers: the environment's, else the default; a malformed one is a usage error."""
+    raw = os.environ.get(PAY_OFF_ENV)
+    if raw is None or not raw.strip():
         return WORKERS_PAY_OFF_SECONDS
+    try:
+        bar = float(raw)
+    except ValueError:
+        bar = -1.0
+    if not 0.0 <= bar < float("inf"):
+        raise UsageError(f"{PAY_OFF_ENV} must be a number of seconds, 0 or more, not {raw!r}")
+    return bar
 
 
 @dataclass
@@ -121,7 +128,7 @@ class CoordinatorAndWorkers:
         self.capacity = workers
         share = core_share(workers, threads_per_worker)  # what each worker gets
         # This process trains with its own threads (the usable cores unless --threads): it may well
-        # train alone, and beside one worker on 2 cores that cost nothing measurable (bench/RESULTS.md section 4).
+        # train alone, and beside one worker on 2 cores the default run was no slower for it (bench/RESULTS.md section 4).
         self._objective, self._space = objective, space
         self._takes_reporter = wants_reporter(objective)
         self._events: queue.Queue[Any] = queue.Queue()  # the local slot's reports and results

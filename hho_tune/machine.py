@@ -36,11 +36,12 @@ ISA_FLAGS = (
     "asimd", "sve", "sve2",  # aarch64
 )
 
-# Environment variables that change the arithmetic or the threads of a training (None: unset).
+# Environment variables that change the arithmetic or the threads of a training, or where it runs (None: unset).
 RELEVANT_ENVIRONMENT = (
     "TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_DETERMINISTIC_OPS",
     "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "HHO_TUNE_THREADS",
     "KERAS_BACKEND", "HHO_TUNE_BACKEND", "PJRT_NPROC", "XLA_FLAGS", "CUDA_VISIBLE_DEVICES",
+    "HHO_TUNE_WORKERS_PAY_OFF_SECONDS",
 )
 
 _SOFTWARE = ("tensorflow", "keras", "numpy", "jax")

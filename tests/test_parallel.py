@@ -312,3 +312,18 @@ def test_workers_start_only_when_the_trainings_left_pay_for_them(mixed_space: Se
     baseline = tune(NotesWhereItTrained(tmp_path), mixed_space, optimizer="random", budget=24, seed=1,
                     out=tmp_path / "alone")
     assert [(t.number, t.value) for t in result.trials] == [(t.number, t.value) for t in baseline.trials]
+
+
+@pytest.mark.parametrize("bar", ["soon", "-5", "nan"])
+def test_a_malformed_pay_off_bar_is_one_line_and_exit_2_before_anything_is_written(tmp_path: Path, bar: str) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HHO_TUNE_WORKERS_PAY_OFF_SECONDS": bar}
+    result = subprocess.run([sys.executable, "-m", "hho_tune.cli", "--objective", "hho_tune.benchmarks:sphere",
+                             "--budget", "3", "--workers", "2"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"hho-tune: error: HHO_TUNE_WORKERS_PAY_OFF_SECONDS must be a number of seconds, "
+                                     f"0 or more, not {bar!r}")
+    assert not (tmp_path / "results").exists()
