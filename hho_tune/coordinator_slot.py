@@ -138,7 +138,7 @@ class CoordinatorAndWorkers:
         self._channel: ReportChannel | None = None
         self._answers = False
         self._dask: DaskExecutor | None = None
-        self._dask_failed = False
+        self._without_cluster = False  # the cluster failed to start, or was not worth starting
         self._left: int | None = None  # trainings the runner has left, this process's included
         self._decided = False  # whether to start the cluster has been settled
         self._started: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -158,7 +158,7 @@ class CoordinatorAndWorkers:
         if estimate is None or estimate >= bar:
             self._starter.start()
             return
-        self._dask_failed = True
+        self._without_cluster = True
         print(f"hho-tune: --workers {self.capacity}: {left} training(s) left, about {estimate:.0f} s at the first's "
               f"{first.duration:.1f} s each, too few to pay for starting workers (they pay from about "
               f"{bar:.0f} s); this process trains them", file=sys.stderr)
@@ -210,14 +210,14 @@ class CoordinatorAndWorkers:
 
     def _adopt_cluster(self) -> None:
         """Once the background start has ended: use the cluster, or go on without it."""
-        if self._dask is not None or self._dask_failed:
+        if self._dask is not None or self._without_cluster:
             return
         try:
             started = self._started.get_nowait()
         except queue.Empty:
             return
         if isinstance(started, BaseException):
-            self._dask_failed = True
+            self._without_cluster = True
             print(f"hho-tune: the local Dask cluster did not start ({type(started).__name__}: {started}); "
                   "this process trains alone", file=sys.stderr)
             return
