@@ -139,6 +139,7 @@ class CoordinatorAndWorkers:
         self._answers = False
         self._dask: DaskExecutor | None = None
         self._without_cluster = False  # the cluster failed to start, or was not worth starting
+        self._pay_off_seconds = workers_pay_off_seconds()  # read once: the bar the run was checked against
         self._left: int | None = None  # trainings the runner has left, this process's included
         self._decided = False  # whether to start the cluster has been settled
         self._started: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -152,7 +153,7 @@ class CoordinatorAndWorkers:
     def _decide_on_cluster(self, first: Trial) -> None:
         """After this process's first training: start the workers if the trainings left pay for them."""
         self._decided = True
-        bar = workers_pay_off_seconds()
+        bar = self._pay_off_seconds
         left = None if self._left is None else max(self._left - 1, 0)  # the runner has not yet recorded ``first``
         estimate = None if left is None else left * first.duration
         if estimate is None or estimate >= bar:
