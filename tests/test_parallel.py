@@ -17,6 +17,7 @@ from hho_tune.ledger import recorded_trials
 from hho_tune.results import read_trials
 from hho_tune.runner import TrialListener
 from tests.conftest import surrogate
+from tests.test_cli import hho_tune
 
 
 def rows(run_dir: Path) -> list[tuple[str, ...]]:
@@ -315,14 +316,10 @@ def test_workers_start_only_when_the_trainings_left_pay_for_them(mixed_space: Se
 
 
 @pytest.mark.parametrize("bar", ["soon", "-5", "nan"])
-def test_a_malformed_pay_off_bar_is_one_line_and_exit_2_before_anything_is_written(tmp_path: Path, bar: str) -> None:
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HHO_TUNE_WORKERS_PAY_OFF_SECONDS": bar}
-    result = subprocess.run([sys.executable, "-m", "hho_tune.cli", "--objective", "hho_tune.benchmarks:sphere",
-                             "--budget", "3", "--workers", "2"], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=300)
+def test_a_malformed_pay_off_bar_is_one_line_and_exit_2_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bar: str) -> None:
+    monkeypatch.setenv("HHO_TUNE_WORKERS_PAY_OFF_SECONDS", bar)
+    result = hho_tune("--objective", "hho_tune.benchmarks:sphere", "--budget", "3", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == (f"hho-tune: error: HHO_TUNE_WORKERS_PAY_OFF_SECONDS must be a number of seconds, "
                                      f"0 or more, not {bar!r}")
