@@ -227,15 +227,15 @@ def print_same_trials(pair: int, tf: dict[int, tuple], jx: dict[int, tuple]) -> 
     if len(same) < 2:
         print(f"\npair {pair + 1}: {len(same)} configuration(s) trained on both backends; no paired comparison")
         return
-    from scipy.stats import wilcoxon
+    from hho_tune.stats import paired_test  # the test hho-tune compare uses, here paired by configuration
 
-    differences = [jx[n][1] - tf[n][1] for n in same]
-    nonzero = [d for d in differences if d != 0]
-    p_value = float(wilcoxon(nonzero).pvalue) if nonzero else 1.0
+    test = paired_test("jax", "tensorflow", {n: jx[n][1] for n in same}, {n: tf[n][1] for n in same}, "maximize")
+    mean = sum(jx[n][1] - tf[n][1] for n in same) / len(same)
+    p_value = 1.0 if test.p_value is None else test.p_value
     tf_seconds, jx_seconds = sum(tf[n][2] for n in same), sum(jx[n][2] for n in same)
     print(f"\npair {pair + 1}: {len(same)} configurations trained on both backends: JAX minus TF score "
-          f"median {median(differences):+.4f}, mean {sum(differences) / len(differences):+.4f}; JAX higher at "
-          f"{sum(d > 0 for d in differences)}, lower at {sum(d < 0 for d in differences)}; Wilcoxon p = {p_value:.3g}; "
+          f"median {test.median_improvement:+.4f}, mean {mean:+.4f}; JAX higher at {test.first_better}, "
+          f"lower at {test.second_better}; Wilcoxon p = {p_value:.3g}; "
           f"trainings {tf_seconds:.1f} s on TF against {jx_seconds:.1f} s on JAX ({tf_seconds / jx_seconds:.2f}x)")
 
 
