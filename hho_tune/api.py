@@ -12,6 +12,7 @@ models too::
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from hho_tune.executors import make_executor
 from hho_tune.ledger import StudyLedger, default_storage_url
 from hho_tune.optimizers.base import Optimizer, OptimizerSettings, check_name, make
 from hho_tune.pruning import DEFAULT_PRUNER, OptunaPruning, check_pruner, make_pruner
+from hho_tune.recommendation import DEFAULT_POLICY, Candidate, recommend
 from hho_tune.reporting import wants_reporter
 from hho_tune.results import (
     RUN_FILE,
@@ -40,7 +42,7 @@ from hho_tune.results import (
 )
 from hho_tune.runner import DEFAULT_MAX_FAILURES, EPOCH_BUDGET_SPENT, RunOutcome, TrialListener, run_loop
 from hho_tune.space import SearchSpace, check_space
-from hho_tune.trial import Trial
+from hho_tune.trial import Trial, TrialState
 
 Objective = Callable[[Mapping[str, Any]], float]
 DIRECTIONS = ("maximize", "minimize")
@@ -319,13 +321,13 @@ def _execute(
             document["timings"]["interrupted"] = utc_now()
             write_json(run_dir / RUN_FILE, document)
             raise RunInterrupted(run_dir, len(files.trials)) from None
-        _finish(document, outcome, run_dir)
+        _finish(document, outcome, run_dir, space)
     if outcome.best is not None:
         _record_best(document, outcome, run_dir, space)
     return TuneResult(run_dir=run_dir, outcome=outcome)
 
 
-def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> None:
+def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path, space: SearchSpace) -> None:
     complete = outcome.evaluations >= document["budget"] or outcome.stop_reason.startswith(EPOCH_BUDGET_SPENT)
     best = outcome.best
     document.update({
@@ -341,6 +343,7 @@ def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> Non
         "optimizer_details": outcome.optimizer,
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
                                            "epochs": best.steps},
+        "recommendation": _recommendation(outcome, space, document["direction"]),
     })
     _add_tensorflow_report(document)
     document["timings"].update(
@@ -349,6 +352,14 @@ def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path) -> Non
         mean_trial_seconds=round(sum(t.duration for t in outcome.trials) / max(len(outcome.trials), 1), 3),
     )
     write_json(run_dir / RUN_FILE, document)
+
+
+def _recommendation(outcome: RunOutcome, space: SearchSpace, direction: str) -> dict[str, Any] | None:
+    """What ``hho-tune export`` writes by default, and by which policy: the run names its own recommendation."""
+    candidates = [Candidate(t.number, t.params, t.value) for t in outcome.trials
+                  if t.state is TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    chosen = recommend(candidates, space, direction, DEFAULT_POLICY)
+    return None if chosen is None else chosen.to_dict()
 
 
 def _record_best(document: Mapping[str, Any], outcome: RunOutcome, run_dir: Path, space: SearchSpace) -> None:

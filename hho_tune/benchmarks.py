@@ -57,6 +57,7 @@ def _benchmark(low: float, high: float, optimum_at: float, dims: int = 3) -> Cal
         objective.direction = "minimize"  # type: ignore[attr-defined]
         objective.optimum = 0.0  # type: ignore[attr-defined]
         objective.optimum_at = optimum_at  # type: ignore[attr-defined]
+        objective.noise_free_value = objective  # type: ignore[attr-defined]  # exact: a draw is its worth
         objective.default_space = SearchSpace(  # type: ignore[attr-defined]
             params=tuple(Param(f"x{i}", "float", low, high) for i in range(dims)),
             source=f"hho_tune.benchmarks:{function.__name__}",
@@ -150,6 +151,10 @@ class ShiftedFunction:
 
     def with_seed(self, seed: int) -> ShiftedFunction:
         return replace(self, instance=seed)
+
+    def noise_free_value(self, params: Mapping[str, Any]) -> float:
+        """The function is exact: what a configuration scores is what it is worth."""
+        return self(params)
 
     def __call__(self, params: Mapping[str, Any]) -> float:
         x = np.array([float(params[f"x{i}"]) for i in range(self.dims)])

@@ -1,10 +1,12 @@
 """``hho-tune compare``: several optimizers, each once per seed, on one objective with one budget.
 
-The flow is "run every run that is not finished, then summarise from the files". Each run is
-an ordinary run directory made by :func:`hho_tune.tune` under ``runs/``; curves.csv,
-summary.csv, pairwise.csv and the two plots are rebuilt from those directories alone by
-:func:`summarise`. So a comparison interrupted midway keeps its finished runs, and its
-summary can be recomputed at any time.
+The flow is "run every run that is not finished, score what each recommends, then summarise
+from the files". Each run is an ordinary run directory made by :func:`hho_tune.tune` under
+``runs/``; each run's recommendation is scored apart from its own draws (:mod:`hho_tune.scoring`:
+noise-free value, or fresh-seed trainings kept in rescore.csv); curves.csv, summary.csv,
+pairwise.csv and the plots are rebuilt from those files alone by :func:`summarise`. So a
+comparison interrupted midway keeps its finished runs and trainings, and its summary can be
+recomputed at any time.
 
 Seed k means the same for every optimizer: it seeds the optimizer and, for an objective that
 trains (the LSTM), the training, given through the objective's ``with_seed(k)``. The
@@ -33,8 +35,18 @@ from rich.table import Table
 from hho_tune.curves import read_curves
 from hho_tune.errors import UsageError
 from hho_tune.pruning import DEFAULT_PRUNER, check_pruner
+from hho_tune.recommendation import DEFAULT_POLICY, POLICIES
 from hho_tune.results import RUN_FILE, atomic_write, check_writable, create_unique_dir, read_trials, utc_now, write_json
 from hho_tune.runner import DEFAULT_MAX_FAILURES
+from hho_tune.scoring import (
+    RECOMMENDATIONS_FILE,
+    Scoring,
+    choose_scoring,
+    describe,
+    read_recommendations,
+    read_worth,
+    score_runs,
+)
 from hho_tune.space import SearchSpace
 from hho_tune.stats import ComparisonStats, RunCurve, compare_runs
 
@@ -54,10 +66,11 @@ DEFAULT_SEEDS = 5
 # 0.8 of the way from a typical configuration to the best anyone found. The best is often one
 # lucky run: at 0.9 one of 40 Rastrigin runs reached the target, at 0.8 eight did (README).
 DEFAULT_TARGET_FRACTION = 0.8
-CURVE_COLUMNS = ["optimizer", "seed", "evaluation", "value", "best_so_far", "elapsed_seconds"]
+CURVE_COLUMNS = ["optimizer", "seed", "evaluation", "value", "best_so_far", "recommended_worth", "elapsed_seconds"]
 SUMMARY_COLUMNS = [
-    "optimizer", "runs", "evaluations", "failed", "best_mean", "best_std", "best_median", "mean_rank",
-    "target", "expected_evaluations_to_target", "evaluations_to_target", "runs_reaching_target", "wall_seconds",
+    "optimizer", "runs", "evaluations", "failed", "worth_mean", "worth_std", "worth_median", "best_mean", "best_std",
+    "best_median", "optimism", "mean_rank", "target", "expected_evaluations_to_target", "evaluations_to_target",
+    "runs_reaching_target", "wall_seconds", "scored_by",
 ]
 PAIRWISE_COLUMNS = [
     "first", "second", "seeds", "first_better", "second_better", "ties", "median_improvement",
@@ -184,6 +197,7 @@ class ComparisonResult:
     curves: tuple[RunCurve, ...]  # finished runs, in plan order
     stats: ComparisonStats
     simulated_seconds: bool = False  # the objective reported simulated step costs (lstm_table): times are those
+    scoring: Scoring = field(default_factory=Scoring)
 
 
 def compare(
@@ -208,12 +222,17 @@ def compare(
     pruner: str = DEFAULT_PRUNER,
     max_steps: int | None = None,
     epoch_budget: int | None = None,
+    recommend: str = DEFAULT_POLICY,
+    rescore: int | None = None,
 ) -> ComparisonResult:
-    """Run each optimizer once per seed with ``budget`` evaluations, then summarise.
+    """Run each optimizer once per seed with ``budget`` evaluations, score what each run recommends, summarise.
 
     Everything goes to ``out/compare-<time>/`` (or ``out/name``). ``console``: where progress
     is printed (None: quiet). ``workers``, ``scheduler``, ``threads_per_worker``: as for
     :func:`hho_tune.tune`, for every run (the runs themselves go one after another).
+    ``recommend``: the policy that picks each run's recommendation (:mod:`hho_tune.recommendation`).
+    ``rescore``: fresh training seeds per recommendation; None: the objective's noise-free value
+    where it has one, else 3 where it trains with seeds; 0: rank by the observed score.
     """
     from hho_tune.api import objective_name, package_versions
     from hho_tune.machine import machine_description
@@ -227,6 +246,7 @@ def compare(
         pruner=pruner, max_steps=max_steps, epoch_budget=epoch_budget,
     )
     plan.check(space)
+    scoring = choose_scoring(objective, policy=recommend, rescore=rescore, run_seeds=plan.seeds)
     directory = new_comparison_dir(Path(out), name)
     fidelity = getattr(objective, "fidelity", None)
     document: dict[str, Any] = {
@@ -236,6 +256,7 @@ def compare(
         **plan.to_dict(),
         "fidelity": dict(fidelity()) if callable(fidelity) else {},
         "space": space.to_dict(),
+        "scoring": scoring.to_dict(),
         "arguments": dict(arguments or {}),
         "versions": package_versions(),
         "machine": machine_description(threads=threads_per_worker, workers=workers, scheduler=scheduler),
@@ -243,6 +264,8 @@ def compare(
         "timings": {"started": utc_now()},
     }
     write_json(directory / COMPARE_FILE, document)
+    if console is not None:
+        console.print(describe(scoring, len(plan.runs())), highlight=False)
     return _run_and_summarise(directory, objective, space, plan, document, console=console, seconds_key="seconds",
                               parallel={"workers": workers, "scheduler": scheduler,
                                         "threads_per_worker": threads_per_worker})
@@ -251,11 +274,25 @@ def compare(
 def resume_comparison(
     directory: Path, objective: Objective, *, console: Console | None,
     workers: int | None = None, scheduler: str | None = None, threads_per_worker: int | None = None,
+    scoring: Scoring | None = None,
 ) -> ComparisonResult:
-    """Finish an interrupted comparison: its unfinished runs (cut-short ones resumed), then the summary."""
+    """Finish an interrupted comparison: its unfinished runs (cut-short ones resumed), the scoring, the summary.
+
+    ``scoring``: score it anew that way (a finished comparison too: its runs are not run again,
+    only the recommendations are scored); None: as compare.json says, or for a comparison made
+    before scoring existed, as :func:`choose_scoring` would choose now.
+    """
     document = read_comparison(directory)
     plan = ComparisonPlan.from_dict(document)
     space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(directory)))
+    if scoring is None:
+        scoring = Scoring.from_dict(document["scoring"]) if document.get("scoring") else choose_scoring(
+            objective, run_seeds=plan.seeds)
+    if document.get("scoring") != scoring.to_dict():
+        document.setdefault("rescorings", []).append({"at": utc_now(), "from": document.get("scoring")})
+        document["scoring"] = scoring.to_dict()
+        if console is not None:
+            console.print(describe(scoring, len(plan.runs())), highlight=False)
     document["status"] = "running"
     document.setdefault("resumes", []).append(utc_now())
     write_json(directory / COMPARE_FILE, document)
@@ -273,6 +310,10 @@ def _run_and_summarise(
     started = time.perf_counter()
     try:
         run_unfinished(directory, objective, space, plan, console=console, **parallel)
+        scoring_started = time.perf_counter()
+        score_comparison(directory, objective, console=console)
+        document["timings"]["scoring_seconds"] = round(
+            document["timings"].get("scoring_seconds", 0.0) + time.perf_counter() - scoring_started, 3)
     except KeyboardInterrupt:
         finished = write_curves(directory, load_curves(directory, plan))
         document["status"] = "interrupted"
@@ -288,6 +329,34 @@ def _run_and_summarise(
     document["timings"].update(finished=utc_now(), **{seconds_key: round(time.perf_counter() - started, 3)})
     write_json(directory / COMPARE_FILE, document)
     return summarise(directory)
+
+
+def comparison_scoring(directory: Path) -> Scoring:
+    """How compare.json says the comparison is scored (one made before scoring: by the observed best)."""
+    return Scoring.from_dict(json.loads((directory / COMPARE_FILE).read_text(encoding="utf-8")).get("scoring"))
+
+
+def is_scored(directory: Path) -> bool:
+    """compare.json names a scoring and the runs' recommendations have been scored (recommendations.csv)."""
+    document = json.loads((directory / COMPARE_FILE).read_text(encoding="utf-8"))
+    return bool(document.get("scoring")) and (directory / RECOMMENDATIONS_FILE).exists()
+
+
+def finished_runs(directory: Path, plan: ComparisonPlan) -> list[tuple[str, int, Path]]:
+    return [(opt, seed, directory / RUNS_DIR / run_label(opt, seed)) for opt, seed in plan.runs()
+            if run_finished(directory / RUNS_DIR / run_label(opt, seed))]
+
+
+def score_comparison(directory: Path, objective: Objective, *, console: Console | None) -> None:
+    """Score every finished run's recommendation as compare.json says (fresh-seed trainings go to rescore.csv)."""
+    plan = read_plan(directory)
+    document = read_comparison(directory)
+    space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(directory)))
+    scoring = comparison_scoring(directory)
+    if not document.get("scoring"):
+        return
+    progress = None if console is None else (lambda text: console.print(text, highlight=False))
+    score_runs(directory, objective, space, plan.direction, finished_runs(directory, plan), scoring, progress=progress)
 
 
 def read_comparison(directory: Path) -> dict[str, Any]:
@@ -393,14 +462,36 @@ def read_plan(directory: Path) -> ComparisonPlan:
 def load_curves(directory: Path, plan: ComparisonPlan) -> list[RunCurve]:
     """The finished runs under ``runs/``, in plan order; unfinished and foreign runs are left out."""
     order = {run: position for position, run in enumerate(plan.runs())}
+    scored = is_scored(directory)
+    recommendations = read_recommendations(directory) if scored else {}
+    worth = read_worth(directory) if scored else {}
     curves = []
     for run_file in (directory / RUNS_DIR).glob(f"*/{RUN_FILE}"):
         run = json.loads(run_file.read_text(encoding="utf-8"))
         if run.get("status") == "finished" and (run.get("optimizer"), run.get("seed")) in order:
             simulated = bool((run.get("fidelity") or {}).get("simulated_seconds"))
-            curves.append(curve_from_run(run, read_trials(run_file.parent),
-                                         read_curves(run_file.parent) if simulated else None))
+            curve = curve_from_run(run, read_trials(run_file.parent), read_curves(run_file.parent) if simulated else None)
+            if scored:
+                curve = with_worth(curve, recommendations.get((curve.optimizer, curve.seed)),
+                                   worth.get((curve.optimizer, curve.seed)))
+            curves.append(curve)
     return sorted(curves, key=lambda c: order[(c.optimizer, c.seed)])
+
+
+def with_worth(curve: RunCurve, recommendation: Mapping[str, str] | None,
+               points: Sequence[tuple[int, float]] | None) -> RunCurve:
+    """The curve with its recommendation's worth (recommendations.csv) and, where known, the worth after each evaluation."""
+    from dataclasses import replace
+
+    worth = float(recommendation["worth"]) if recommendation and recommendation.get("worth") else None
+    so_far: list[float | None] = []
+    if points:
+        at = dict(points)
+        current = None
+        for evaluation in range(1, len(curve.values) + 1):
+            current = at.get(evaluation, current)
+            so_far.append(current)
+    return replace(curve, worth=worth, scored=True, worth_so_far=tuple(so_far))
 
 
 def curve_from_run(run: Mapping[str, Any], rows: Sequence[Mapping[str, str]],
@@ -433,10 +524,12 @@ def write_curves(directory: Path, curves: Sequence[RunCurve]) -> list[RunCurve]:
         writer = csv.writer(handle)
         writer.writerow(CURVE_COLUMNS)
         for curve in curves:
-            for number, (value, best, elapsed) in enumerate(
-                zip(curve.values, curve.best_so_far, curve.elapsed, strict=True), start=1
+            worth = curve.worth_so_far or (None,) * len(curve.values)
+            for number, (value, best, now, elapsed) in enumerate(
+                zip(curve.values, curve.best_so_far, worth, curve.elapsed, strict=True), start=1
             ):
-                writer.writerow([curve.optimizer, curve.seed, number, _cell(value), _cell(best), f"{elapsed:.3f}"])
+                writer.writerow([curve.optimizer, curve.seed, number, _cell(value), _cell(best), _cell(now),
+                                 f"{elapsed:.3f}"])
     return list(curves)
 
 
@@ -450,12 +543,15 @@ def summarise(directory: Path) -> ComparisonResult:
     )
 
     plan = read_plan(directory)
+    scoring = comparison_scoring(directory)
+    scored = is_scored(directory)
     curves = load_curves(directory, plan)
     write_curves(directory, curves)
     stats = compare_runs(curves, plan.optimizers, direction=plan.direction, target_fraction=plan.target_fraction)
     _write_rows(directory / SUMMARY_FILE, SUMMARY_COLUMNS, [
         {**{column: _cell(getattr(row, column, None)) for column in SUMMARY_COLUMNS},
-         "target": _cell(stats.target.value if stats.target else None)}
+         "target": _cell(stats.target.value if stats.target else None),
+         "scored_by": scoring.method if scored else "observed best (not scored)"}
         for row in stats.optimizers
     ])
     _write_rows(directory / PAIRWISE_FILE, PAIRWISE_COLUMNS, [
@@ -478,7 +574,7 @@ def summarise(directory: Path) -> ComparisonResult:
             plot_critical_difference(ranks, friedman.critical_difference, friedman.seeds, friedman.p_value,
                                      directory / CD_PLOT)
     return ComparisonResult(directory=directory, plan=plan, curves=tuple(curves), stats=stats,
-                            simulated_seconds=simulated)
+                            simulated_seconds=simulated, scoring=scoring if scored else Scoring("best", "observed best"))
 
 
 def _write_rank_files(directory: Path, stats: ComparisonStats) -> None:
@@ -522,16 +618,22 @@ def comparison_table(result: ComparisonResult) -> Table:
     stats, plan = result.stats, result.plan
     better = "higher" if plan.direction == "maximize" else "lower"
     runs = len(result.curves)
-    table = Table(title=f"final best of {runs} run{'s' if runs != 1 else ''}, {plan.budget} evaluations each "
+    scored = any(c.scored for c in result.curves)
+    what = "worth of each run's recommendation" if scored else "final best"
+    table = Table(title=f"{what}, {runs} run{'s' if runs != 1 else ''} of {plan.budget} evaluations "
                         f"({better} is better)", box=box.SIMPLE_HEAD, padding=(0, 1))
     table.add_column("optimizer", no_wrap=True)
-    for header in ("runs", "mean", "std", "median", "rank", "to target", "reached", "time/run"):
+    headers = ("runs", "worth", "std", "median", "observed", "optimism") if scored else ("runs", "mean", "std", "median")
+    for header in (*headers, "rank", "to target", "reached", "time/run"):
         table.add_column(header, justify="right")
     for row in stats.optimizers:
+        cells = ([_number(row.worth_mean), _number(row.worth_std, ".2g"), _number(row.worth_median),
+                  _number(row.best_mean), _number(row.optimism, ".2g")] if scored else
+                 [_number(row.best_mean), _number(row.best_std, ".2g"), _number(row.best_median)])
         table.add_row(
-            row.optimizer, str(row.runs), _number(row.best_mean), _number(row.best_std, ".2g"),
-            _number(row.best_median), _number(row.mean_rank, ".2f"), _number(row.expected_evaluations_to_target, ".1f"),
-            f"{row.runs_reaching_target}/{row.runs}", _duration(row.wall_seconds),
+            row.optimizer, str(row.runs), *cells, _number(row.mean_rank, ".2f"),
+            _number(row.expected_evaluations_to_target, ".1f"), f"{row.runs_reaching_target}/{row.runs}",
+            _duration(row.wall_seconds),
         )
     return table
 
@@ -563,6 +665,12 @@ def print_comparison(console: Console, result: ComparisonResult) -> None:
     _print_unsqueezed(console, comparison_table(result))
     clock = "simulated training time of a run (the objective's recorded epoch seconds)" if result.simulated_seconds \
         else "mean wall time of a run"
+    if any(c.scored for c in result.curves):
+        console.print(f"worth: {result.scoring.label} ({result.scoring.policy} policy); observed: the runs' best "
+                      "observed score, mean; optimism: observed minus worth, mean.", highlight=False)
+    else:
+        console.print("mean, std, median: the runs' best observed scores (not scored on their recommendations).",
+                      highlight=False)
     console.print(f"rank: mean rank over seeds (1 = best); time/run: {clock}.", highlight=False)
     if stats.target is not None:
         target = stats.target
@@ -575,7 +683,8 @@ def print_comparison(console: Console, result: ComparisonResult) -> None:
     if stats.friedman is not None and stats.friedman.optimizers >= 3:
         console.print(stats.friedman.verdict, highlight=False)
     if stats.pairs:
-        console.print("paired tests (Wilcoxon signed-rank on final bests, paired by seed):", highlight=False)
+        on = "the recommendations' worth" if any(c.scored for c in result.curves) else "final bests"
+        console.print(f"paired tests (Wilcoxon signed-rank on {on}, paired by seed):", highlight=False)
         for pair in stats.pairs:
             console.print(f"  {pair.verdict}", highlight=False)
         if stats.power_note:
@@ -622,8 +731,27 @@ def build_compare_parser() -> argparse.ArgumentParser:
                              f"the median evaluation to the best anyone found (default {DEFAULT_TARGET_FRACTION})")
     parser.add_argument("--name", default=None, help="comparison directory under --out (default compare-<time>)")
     parser.add_argument("--resume", metavar="COMPARISON_DIR", default=None,
-                        help="finish an interrupted comparison with its original settings")
+                        help="finish an interrupted comparison with its original settings; with --rescore or "
+                             "--recommend, score a finished one again that way")
+    parser.add_argument("--recommend", choices=POLICIES, default=None,
+                        help=f"how a run picks the configuration it recommends and is scored by: best (its best "
+                             f"observed trial) or gp (a noise-aware model's pick among its trials); "
+                             f"default {DEFAULT_POLICY}")
+    parser.add_argument("--rescore", type=_whole_number, default=None, metavar="K",
+                        help="score each run's recommendation by training it again with K fresh seeds (apart from "
+                             "the budget); default: the objective's noise-free value where it has one, else 3; "
+                             "0: by its observed score")
     return parser
+
+
+def _whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 # Flags that may accompany --resume only with the comparison's own value.
@@ -645,7 +773,8 @@ def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: C
         if flag in typed and json.loads(json.dumps(typed[flag])) != stored.get(flag):
             raise UsageError(f"--resume {directory}: --{flag.replace('_', '-')} {typed[flag]} contradicts the "
                              f"comparison's {stored.get(flag)!r}; leave it out to continue with its settings")
-    if document.get("status") == "finished":
+    rescoring = args.rescore is not None or args.recommend is not None
+    if document.get("status") == "finished" and not rescoring and document.get("scoring"):
         console.print(f"{directory}: already finished; its summary:")
         print_comparison(console, summarise(directory))
         return 0
@@ -653,9 +782,15 @@ def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: C
     original = argparse.Namespace(**{**vars(build_compare_parser().parse_args([])), **stored, "threads": args.threads})
     use_backend(stored["backend"])
     objective, _ = prepare_search(original, seed=plan.seeds[0])
-    console.print(f"hho-tune compare: resuming {directory}", highlight=False)
+    scoring = None
+    if rescoring or not document.get("scoring"):
+        previous = Scoring.from_dict(document.get("scoring")) if document.get("scoring") else None
+        policy = args.recommend or (previous.policy if previous else DEFAULT_POLICY)
+        scoring = choose_scoring(objective, policy=policy, rescore=args.rescore, run_seeds=plan.seeds)
+    what = "scoring" if document.get("status") == "finished" else "resuming"
+    console.print(f"hho-tune compare: {what} {directory}", highlight=False)
     result = resume_comparison(directory, objective, console=console, workers=args.workers, scheduler=args.scheduler,
-                               threads_per_worker=args.threads)
+                               threads_per_worker=args.threads, scoring=scoring)
     print_comparison(console, result)
     return 0
 
@@ -685,7 +820,7 @@ def run_compare_command(argv: Sequence[str], console: Console) -> int:
         max_failures=args.max_failures, target_fraction=args.target_fraction, console=console,
         arguments={k: v for k, v in vars(args).items() if k != "resume"}, workers=args.workers,
         scheduler=args.scheduler, threads_per_worker=args.threads, pruner=args.pruner,
-        epoch_budget=args.epoch_budget,
+        epoch_budget=args.epoch_budget, recommend=args.recommend or DEFAULT_POLICY, rescore=args.rescore,
     )
     print_comparison(console, result)
     return 0

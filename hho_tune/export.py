@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hho_tune.errors import SearchSpaceError, UsageError
+from hho_tune.recommendation import DEFAULT_POLICY, POLICIES, candidates_from_rows, check_policy, rank
 from hho_tune.results import RUN_FILE, TRIALS_FILE, check_writable, read_trials, utc_now, write_json
 from hho_tune.space import SearchSpace
 
@@ -51,19 +51,24 @@ class ExportedConfig:
     run_status: str
     trial: int
     objective_spec: str | None = None  # --objective module:name, for 'hho-tune train' to load it again
+    policy: str = DEFAULT_POLICY  # how the run's trials were ranked (hho_tune.recommendation)
+    predicted: float | None = None  # the gp policy's posterior mean at the configuration
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": EXPORT_FORMAT, **asdict(self), "exported": utc_now()}
 
 
-def export_best(run_dir: str | Path, top: int = 1) -> list[ExportedConfig]:
-    """The ``top`` best completed trials of a run, best first (fewer if the run has fewer).
+def export_best(run_dir: str | Path, top: int = 1, policy: str = DEFAULT_POLICY) -> list[ExportedConfig]:
+    """The ``top`` recommended configurations of a run, the recommendation first (fewer if the run has fewer).
 
-    Ties go to the earlier trial, as on the leaderboard. Raises :class:`UsageError` for a
-    directory that is not a readable run, and for a run without a completed trial.
+    ``policy`` ranks the completed trials (:mod:`hho_tune.recommendation`): ``best`` by observed
+    score, ties to the earlier trial as on the leaderboard; ``gp`` by a noise-aware model's
+    posterior mean. Raises :class:`UsageError` for a directory that is not a readable run, and
+    for a run without a completed trial.
     """
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
+    check_policy(policy)
     run_dir = Path(run_dir)
     run = _read_run_document(run_dir)
     space = _run_space(run_dir, run)
@@ -76,17 +81,15 @@ def export_best(run_dir: str | Path, top: int = 1) -> list[ExportedConfig]:
         rows = read_trials(run_dir)
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{run_dir / TRIALS_FILE}: cannot read ({exc})") from None
-    completed = [t for t in (_completed_trial(row, space) for row in rows) if t is not None]
-    if not completed:
+    ranked = rank(candidates_from_rows(rows, space), space, direction, policy)
+    if not ranked:
         raise UsageError(f"{run_dir}: no completed trial to export ({len(rows)} trials recorded, none completed)")
-    sign = -1.0 if direction == "maximize" else 1.0
-    completed.sort(key=lambda t: (sign * t[1], t[0]))
     fidelity = run.get("fidelity") if isinstance(run.get("fidelity"), Mapping) else {}
     return [
         ExportedConfig(
-            rank=rank,
-            params=space.full_params(params),
-            validation_score=value,
+            rank=position,
+            params=space.full_params(rec.params),
+            validation_score=rec.observed,
             direction=direction,
             objective=str(run.get("objective", "")),
             fidelity=dict(fidelity),
@@ -98,10 +101,12 @@ def export_best(run_dir: str | Path, top: int = 1) -> list[ExportedConfig]:
             run_dir=str(run_dir.absolute()),
             run_id=str(run.get("run_id", run_dir.name)),
             run_status=str(run.get("status", "")),
-            trial=number,
+            trial=rec.number,
             objective_spec=_objective_spec(run),
+            policy=rec.policy,
+            predicted=rec.predicted,
         )
-        for rank, (number, value, params) in enumerate(completed[:top], start=1)
+        for position, rec in enumerate(ranked[:top], start=1)
     ]
 
 
@@ -135,22 +140,6 @@ def _run_space(run_dir: Path, run: Mapping[str, Any]) -> SearchSpace:
         return SearchSpace.from_dict(run["space"], source=str(source))
     except SearchSpaceError as exc:
         raise UsageError(f"corrupt run file: {exc}") from None
-
-
-def _completed_trial(row: Mapping[str, str], space: SearchSpace) -> tuple[int, float, dict[str, Any]] | None:
-    """(number, value, searched params) of a completed row; None for failed or half-written rows."""
-    if row.get("state") != "COMPLETE":
-        return None
-    try:
-        number = int(row["number"])
-        value = float(row["value"])
-        params = {
-            p.name: int(row[f"params_{p.name}"]) if p.kind == "int" else float(row[f"params_{p.name}"])
-            for p in space.params
-        }
-    except (KeyError, TypeError, ValueError):
-        return None  # a row a killed process left half-written
-    return (number, value, params) if math.isfinite(value) else None
 
 
 def _data_file(run: Mapping[str, Any]) -> str | None:
@@ -191,6 +180,9 @@ def build_export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help=f"JSON file to write (default RUN_DIR/{DEFAULT_EXPORT_FILE})")
     parser.add_argument("--top", type=_positive_int, default=1,
                         help="export the K best configurations as a list (default 1: the best, as one object)")
+    parser.add_argument("--recommend", choices=POLICIES, default=DEFAULT_POLICY,
+                        help="how the trials are ranked: best (observed score) or gp (a noise-aware model's "
+                             f"posterior mean, among the trials the run trained); default {DEFAULT_POLICY}")
     return parser
 
 
@@ -199,7 +191,7 @@ def run_export_command(argv: Sequence[str], console: Console) -> int:
 
     args = build_export_parser().parse_args(argv)
     run_dir = Path(args.run_dir)
-    configs = export_best(run_dir, top=args.top)
+    configs = export_best(run_dir, top=args.top, policy=args.recommend)
     out = Path(args.out) if args.out else run_dir / DEFAULT_EXPORT_FILE
     if out.is_dir():
         raise UsageError(f"{out}: is a directory; --out takes a file name")
@@ -208,11 +200,15 @@ def run_export_command(argv: Sequence[str], console: Console) -> int:
     write_json(out, export_document(configs, as_list=args.top > 1))
 
     first = configs[0]
-    table = Table(title=f"{first.run_id}: best {len(configs)} ({first.objective}, {first.optimizer}, seed {first.seed})")
-    for column in ("rank", "trial", "validation score", "parameters"):
+    by = "by a GP's posterior mean" if first.policy == "gp" else "by observed score"
+    table = Table(title=f"{first.run_id}: top {len(configs)} {by} ({first.objective}, {first.optimizer}, seed {first.seed})")
+    columns = ("rank", "trial", "validation score", *(("predicted",) if first.policy == "gp" else ()), "parameters")
+    for column in columns:
         table.add_column(column)
     for config in configs:
-        table.add_row(str(config.rank), str(config.trial), f"{config.validation_score:.4f}", format_params(config.params))
+        predicted = (f"{config.predicted:.4f}",) if first.policy == "gp" and config.predicted is not None else ()
+        table.add_row(str(config.rank), str(config.trial), f"{config.validation_score:.4f}", *predicted,
+                      format_params(config.params))
     console.print(table)
     if len(configs) < args.top:
         console.print(f"note: the run has only {len(configs)} completed trials", highlight=False)

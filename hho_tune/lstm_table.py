@@ -338,6 +338,14 @@ class LstmTable:
             values = _sigmoid(surrogate.logits([params])[0] + deviation)
         return values, seconds[int(params["num_layers"])]
 
+    def noise_free_value(self, params: Mapping[str, Any]) -> float:
+        """The expected accuracy at this fidelity before any seed's noise, collapse weighed in.
+
+        What a user who exports the configuration gets on average; ``hho-tune compare`` scores
+        each run's recommendation by it (the objective protocol's optional ``noise_free_value``).
+        """
+        return float(_packaged()[0].predict([params])[0][self.epochs - 1])
+
     def __call__(self, params: Mapping[str, Any], reporter: Any = None) -> float:
         values, seconds = self.curve(params)
         for epoch in range(1, self.epochs + 1):

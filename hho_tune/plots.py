@@ -27,7 +27,7 @@ def best_matrix(curves: Sequence[RunCurve], length: int) -> np.ndarray:
     """
     rows = np.full((len(curves), length), np.nan)
     for row, curve in zip(rows, curves, strict=True):
-        running = [np.nan if b is None else b for b in curve.best_so_far]
+        running = [np.nan if b is None else b for b in curve.trajectory]
         row[: len(running)] = running[:length]
         if running and len(running) < length:
             row[len(running):] = running[-1]
@@ -36,7 +36,7 @@ def best_matrix(curves: Sequence[RunCurve], length: int) -> np.ndarray:
 
 def best_at_times(curve: RunCurve, times: np.ndarray) -> np.ndarray:
     """The best a run had at each time (a step function); after its end, its final best."""
-    running = np.array([np.nan if b is None else b for b in curve.best_so_far], dtype=float)
+    running = np.array([np.nan if b is None else b for b in curve.trajectory], dtype=float)
     if not len(running):
         return np.full(len(times), np.nan)
     index = np.searchsorted(np.asarray(curve.elapsed), times, side="right") - 1
@@ -57,7 +57,7 @@ def _mean_and_band(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _use_log_scale(curves: Sequence[RunCurve], direction: str) -> bool:
     """Minimized benchmarks fall over decades towards 0: a log axis shows the end of the search."""
-    values = [b for c in curves for b in c.best_so_far if b is not None]
+    values = [b for c in curves for b in c.trajectory if b is not None]
     return direction == "minimize" and bool(values) and min(values) > 0 and max(values) / min(values) > 100
 
 
@@ -70,7 +70,8 @@ def _figure(title: str, xlabel: str, direction: str, curves: Sequence[RunCurve])
     figure, axes = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     axes.set_title(title, fontsize=11)
     axes.set_xlabel(xlabel)
-    axes.set_ylabel(f"best value so far ({'higher' if direction == 'maximize' else 'lower'} is better)")
+    what = "worth of the recommendation so far" if curves and all(c.worth_so_far for c in curves) else "best value so far"
+    axes.set_ylabel(f"{what} ({'higher' if direction == 'maximize' else 'lower'} is better)")
     if _use_log_scale(curves, direction):
         axes.set_yscale("log")
     axes.grid(True, alpha=0.3)

@@ -3,8 +3,12 @@
 Pure functions over :class:`RunCurve` records (no files, no printing), so that each one
 can be checked by hand on a small case. What the numbers mean:
 
-* **final best**: the best value a run found within its budget;
-* **mean rank**: at each seed the optimizers are ranked by final best (1 = best, ties share
+* **final best**: the best value a run observed within its budget;
+* **worth**: what the configuration the run recommends is worth, measured apart from the
+  run's own draws (:mod:`hho_tune.scoring`); on a noisy objective the final best overstates it
+  (the difference is the **optimism**). A run's **score** is its worth where it was measured,
+  else its final best; ranks, paired tests and Friedman's test are on the score;
+* **mean rank**: at each seed the optimizers are ranked by score (1 = best, ties share
   the average rank), then the ranks are averaged over the seeds every optimizer ran;
 * **evaluations to target**: the first evaluation at which a run's best so far reached the
   target, a ``fraction`` of the way from the median of all evaluations (a typical
@@ -14,14 +18,15 @@ can be checked by hand on a small case. What the numbers mean:
   spent by all runs (a run that missed spends its whole budget) divided by the runs that
   reached the target. A mean over only the successful runs would flatter an optimizer that
   succeeded once, early;
-* **paired test**: the Wilcoxon signed-rank test on final bests paired by seed (seed k
+* **paired test**: the Wilcoxon signed-rank test on scores paired by seed (seed k
   trains with the same seed for every optimizer), p-values Holm-adjusted across pairs;
 * **Friedman test**: do the optimizers' ranks differ at all, over the seeds every one ran?
   (three or more optimizers; the omnibus test benchmarking papers report before any pair).
   With it, Nemenyi's **critical difference** (Demšar 2006): two mean ranks further apart than
   it differ at the 5% level, which the critical-difference diagram draws;
-* **mean rank over time**: the mean rank of the best so far after each evaluation, the
-  curve that shows who leads early and who late.
+* **mean rank over time**: the mean rank after each evaluation of the worth of what the run
+  recommended then (where that was measured at every evaluation), else of the best so far:
+  the curve that shows who leads early and who late.
 """
 
 from __future__ import annotations
@@ -47,10 +52,30 @@ class RunCurve:
     values: tuple[float | None, ...]  # None: a failed evaluation
     elapsed: tuple[float, ...]  # seconds from the start of the first evaluation to the end of each
     wall_seconds: float  # the whole run, the optimizer's own time included
+    worth: float | None = None  # what the run's recommendation is worth (scored runs only)
+    scored: bool = False  # worth was measured (or tried: None then means it could not be)
+    worth_so_far: tuple[float | None, ...] = ()  # the worth of the recommendation after each evaluation, if known
 
     @property
     def best_so_far(self) -> tuple[float | None, ...]:
         return best_so_far(self.values, self.direction)
+
+    @property
+    def score(self) -> float | None:
+        """What the run is ranked by: the worth of its recommendation where scored, else its final best."""
+        return self.worth if self.scored else self.final_best
+
+    @property
+    def trajectory(self) -> tuple[float | None, ...]:
+        """The score after each evaluation: the recommendation's worth where known throughout, else the best so far."""
+        return self.worth_so_far if self.worth_so_far else self.best_so_far
+
+    @property
+    def optimism(self) -> float | None:
+        """How much the final best overstates the worth (positive: overstated), in the objective's units."""
+        if not self.scored or self.worth is None or self.final_best is None:
+            return None
+        return (self.final_best - self.worth) if self.direction == "maximize" else (self.worth - self.final_best)
 
     @property
     def final_best(self) -> float | None:
@@ -142,14 +167,18 @@ class OptimizerSummary:
     runs: int
     evaluations: float  # mean per run: the budget, unless a run stopped early
     failed: int  # failed evaluations, all runs together
-    best_mean: float | None
+    best_mean: float | None  # the observed final best
     best_std: float | None  # sample standard deviation over seeds (None with one run)
     best_median: float | None
-    mean_rank: float | None
+    mean_rank: float | None  # on the score: the worth where measured
     evaluations_to_target: float | None  # mean over the runs that reached the target
     expected_evaluations_to_target: float | None  # COCO's expected running time; None when no run reached it
     runs_reaching_target: int
     wall_seconds: float  # mean per run
+    worth_mean: float | None = None  # the recommendations' worth, over the runs where it was measured
+    worth_std: float | None = None
+    worth_median: float | None = None
+    optimism: float | None = None  # mean of (final best - worth), signed so that positive means overstated
 
 
 def summarise_optimizer(
@@ -159,6 +188,8 @@ def summarise_optimizer(
     to_target = [evaluations_to_reach(c, target.value) if target else None for c in curves]
     reached = [n for n in to_target if n is not None]
     spent = sum(len(c.values) if n is None else n for c, n in zip(curves, to_target, strict=True))
+    worths = [c.worth for c in curves if c.scored and c.worth is not None]
+    optimism = [c.optimism for c in curves if c.optimism is not None]
     return OptimizerSummary(
         optimizer=name,
         runs=len(curves),
@@ -172,12 +203,16 @@ def summarise_optimizer(
         expected_evaluations_to_target=spent / len(reached) if reached else None,
         runs_reaching_target=len(reached),
         wall_seconds=statistics.fmean(c.wall_seconds for c in curves) if curves else 0.0,
+        worth_mean=statistics.fmean(worths) if worths else None,
+        worth_std=statistics.stdev(worths) if len(worths) > 1 else None,
+        worth_median=statistics.median(worths) if worths else None,
+        optimism=statistics.fmean(optimism) if optimism else None,
     )
 
 
 @dataclass(frozen=True)
 class PairedTest:
-    """Wilcoxon signed-rank test of two optimizers' final bests, paired by seed."""
+    """Wilcoxon signed-rank test of two optimizers' scores, paired by seed."""
 
     first: str
     second: str
@@ -317,7 +352,7 @@ def compare_runs(
 ) -> ComparisonStats:
     """Everything summary.csv, pairwise.csv and the printed table hold, from the runs alone."""
     by_optimizer = {name: [c for c in curves if c.optimizer == name] for name in optimizers}
-    finals = {name: {c.seed: c.final_best for c in runs} for name, runs in by_optimizer.items()}
+    finals = {name: {c.seed: c.score for c in runs} for name, runs in by_optimizer.items()}
     ranks = mean_ranks(finals, direction)
     target = target_for(curves, target_fraction, direction)
     summaries = tuple(
@@ -330,7 +365,7 @@ def compare_runs(
 
 @dataclass(frozen=True)
 class FriedmanTest:
-    """Friedman's test on final bests over the seeds every optimizer ran, and Nemenyi's critical difference.
+    """Friedman's test on scores over the seeds every optimizer ran, and Nemenyi's critical difference.
 
     A run without any result ranks last at its seed, as in :func:`mean_ranks`, so the test and
     the mean ranks of the table and the diagram are computed on the same seeds.
@@ -380,18 +415,20 @@ def friedman_test(finals: Mapping[str, Mapping[int, float | None]], direction: s
 
 
 def ranks_over_time(curves: Sequence[RunCurve], optimizers: Sequence[str], direction: str) -> dict[str, list[float]]:
-    """Mean rank of each optimizer's best so far after evaluation 1, 2, ..., over the seeds every one ran.
+    """Mean rank of each optimizer's score after evaluation 1, 2, ..., over the seeds every one ran.
 
-    A run that has no value yet (only failures so far) ranks last at that evaluation; runs shorter
-    than the longest keep their last best.
+    The score after an evaluation is the worth of the recommendation then where every run knows
+    it (a noise-free objective), else the best so far. A run that has no value yet (only
+    failures so far) ranks last at that evaluation; runs shorter than the longest keep their last.
     """
     runs = {(c.optimizer, c.seed): c for c in curves}
-    seeds = common_seeds({name: {c.seed: c.final_best for c in curves if c.optimizer == name} for name in optimizers})
+    seeds = common_seeds({name: {c.seed: c.score for c in curves if c.optimizer == name} for name in optimizers})
+    by_worth = bool(curves) and all(c.worth_so_far for c in curves)
     length = max((len(c.values) for c in curves), default=0)
     worst = -math.inf if direction == "maximize" else math.inf
     totals = {name: [0.0] * length for name in optimizers}
     for seed in seeds:
-        bests = {name: runs[name, seed].best_so_far for name in optimizers}
+        bests = {name: runs[name, seed].trajectory if by_worth else runs[name, seed].best_so_far for name in optimizers}
         for step in range(length):
             at_step = {}
             for name, best in bests.items():
