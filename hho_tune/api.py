@@ -27,7 +27,7 @@ from hho_tune.executors import make_executor
 from hho_tune.ledger import StudyLedger, default_storage_url
 from hho_tune.optimizers.base import Optimizer, OptimizerSettings, check_name, make
 from hho_tune.pruning import DEFAULT_PRUNER, OptunaPruning, check_pruner, make_pruner
-from hho_tune.recommendation import DEFAULT_POLICY, Candidate, recommend
+from hho_tune.recommendation import AUTO, DEFAULT_POLICY, Candidate, recommend, resolve_policy
 from hho_tune.reporting import wants_reporter
 from hho_tune.results import (
     RUN_FILE,
@@ -183,6 +183,7 @@ def _start(objective: Objective, space: SearchSpace, settings: RunSettings, sear
         **asdict(settings),
         "fidelity": _fidelity(objective),
         "space": space.to_dict(),
+        "recommendation_policy": resolve_policy(AUTO, objective),  # what export picks by (hho_tune.recommendation)
         "storage": storage or default_storage_url(run_dir),
         "results_root": str(root),
         "arguments": dict(arguments or {}),
@@ -343,7 +344,8 @@ def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path, space:
         "optimizer_details": outcome.optimizer,
         "best": None if best is None else {"number": best.number, "value": best.value, "params": best.params,
                                            "epochs": best.steps},
-        "recommendation": _recommendation(outcome, space, document["direction"]),
+        "recommendation": _recommendation(outcome, space, document["direction"],
+                                          document.get("recommendation_policy", DEFAULT_POLICY)),
     })
     _add_tensorflow_report(document)
     document["timings"].update(
@@ -354,11 +356,11 @@ def _finish(document: dict[str, Any], outcome: RunOutcome, run_dir: Path, space:
     write_json(run_dir / RUN_FILE, document)
 
 
-def _recommendation(outcome: RunOutcome, space: SearchSpace, direction: str) -> dict[str, Any] | None:
+def _recommendation(outcome: RunOutcome, space: SearchSpace, direction: str, policy: str) -> dict[str, Any] | None:
     """What ``hho-tune export`` writes by default, and by which policy: the run names its own recommendation."""
     candidates = [Candidate(t.number, t.params, t.value) for t in outcome.trials
                   if t.state is TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
-    chosen = recommend(candidates, space, direction, DEFAULT_POLICY)
+    chosen = recommend(candidates, space, direction, policy)
     return None if chosen is None else chosen.to_dict()
 
 

@@ -58,6 +58,7 @@ def _benchmark(low: float, high: float, optimum_at: float, dims: int = 3) -> Cal
         objective.optimum = 0.0  # type: ignore[attr-defined]
         objective.optimum_at = optimum_at  # type: ignore[attr-defined]
         objective.noise_free_value = objective  # type: ignore[attr-defined]  # exact: a draw is its worth
+        objective.deterministic = True  # type: ignore[attr-defined]  # so runs recommend their best observed
         objective.default_space = SearchSpace(  # type: ignore[attr-defined]
             params=tuple(Param(f"x{i}", "float", low, high) for i in range(dims)),
             source=f"hho_tune.benchmarks:{function.__name__}",
@@ -123,6 +124,7 @@ class ShiftedFunction:
     instance: int = 0
     direction: str = "minimize"
     optimum: float = 0.0
+    deterministic: bool = True  # exact: a run recommends its best observed point (hho_tune.recommendation)
 
     @property
     def base(self) -> BenchmarkFunction:

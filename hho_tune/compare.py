@@ -35,7 +35,7 @@ from rich.table import Table
 from hho_tune.curves import read_curves
 from hho_tune.errors import UsageError
 from hho_tune.pruning import DEFAULT_PRUNER, check_pruner
-from hho_tune.recommendation import DEFAULT_POLICY, POLICIES
+from hho_tune.recommendation import AUTO, POLICIES
 from hho_tune.results import RUN_FILE, atomic_write, check_writable, create_unique_dir, read_trials, utc_now, write_json
 from hho_tune.runner import DEFAULT_MAX_FAILURES
 from hho_tune.scoring import (
@@ -222,7 +222,7 @@ def compare(
     pruner: str = DEFAULT_PRUNER,
     max_steps: int | None = None,
     epoch_budget: int | None = None,
-    recommend: str = DEFAULT_POLICY,
+    recommend: str = AUTO,
     rescore: int | None = None,
 ) -> ComparisonResult:
     """Run each optimizer once per seed with ``budget`` evaluations, score what each run recommends, summarise.
@@ -230,7 +230,8 @@ def compare(
     Everything goes to ``out/compare-<time>/`` (or ``out/name``). ``console``: where progress
     is printed (None: quiet). ``workers``, ``scheduler``, ``threads_per_worker``: as for
     :func:`hho_tune.tune`, for every run (the runs themselves go one after another).
-    ``recommend``: the policy that picks each run's recommendation (:mod:`hho_tune.recommendation`).
+    ``recommend``: the policy that picks each run's recommendation (:mod:`hho_tune.recommendation`;
+    ``auto``: ``gp``, or ``best`` for a deterministic objective).
     ``rescore``: fresh training seeds per recommendation; None: the objective's noise-free value
     where it has one, else 3 where it trains with seeds; 0: rank by the observed score.
     """
@@ -733,10 +734,10 @@ def build_compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="COMPARISON_DIR", default=None,
                         help="finish an interrupted comparison with its original settings; with --rescore or "
                              "--recommend, score a finished one again that way")
-    parser.add_argument("--recommend", choices=POLICIES, default=None,
-                        help=f"how a run picks the configuration it recommends and is scored by: best (its best "
-                             f"observed trial) or gp (a noise-aware model's pick among its trials); "
-                             f"default {DEFAULT_POLICY}")
+    parser.add_argument("--recommend", choices=(AUTO, *POLICIES), default=None,
+                        help="how a run picks the configuration it recommends and is scored by: best (its best "
+                             "observed trial) or gp (a noise-aware model's pick among its trials); default auto: "
+                             "gp, or best for a deterministic objective (the test functions)")
     parser.add_argument("--rescore", type=_whole_number, default=None, metavar="K",
                         help="score each run's recommendation by training it again with K fresh seeds (apart from "
                              "the budget); default: the objective's noise-free value where it has one, else 3; "
@@ -785,7 +786,7 @@ def run_compare_resume(args: argparse.Namespace, argv: Sequence[str], console: C
     scoring = None
     if rescoring or not document.get("scoring"):
         previous = Scoring.from_dict(document.get("scoring")) if document.get("scoring") else None
-        policy = args.recommend or (previous.policy if previous else DEFAULT_POLICY)
+        policy = args.recommend or (previous.policy if previous else AUTO)
         scoring = choose_scoring(objective, policy=policy, rescore=args.rescore, run_seeds=plan.seeds)
     what = "scoring" if document.get("status") == "finished" else "resuming"
     console.print(f"hho-tune compare: {what} {directory}", highlight=False)
@@ -820,7 +821,7 @@ def run_compare_command(argv: Sequence[str], console: Console) -> int:
         max_failures=args.max_failures, target_fraction=args.target_fraction, console=console,
         arguments={k: v for k, v in vars(args).items() if k != "resume"}, workers=args.workers,
         scheduler=args.scheduler, threads_per_worker=args.threads, pruner=args.pruner,
-        epoch_budget=args.epoch_budget, recommend=args.recommend or DEFAULT_POLICY, rescore=args.rescore,
+        epoch_budget=args.epoch_budget, recommend=args.recommend or AUTO, rescore=args.rescore,
     )
     print_comparison(console, result)
     return 0

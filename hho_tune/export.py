@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hho_tune.errors import SearchSpaceError, UsageError
-from hho_tune.recommendation import DEFAULT_POLICY, POLICIES, candidates_from_rows, check_policy, rank
+from hho_tune.recommendation import AUTO, DEFAULT_POLICY, POLICIES, candidates_from_rows, check_policy, rank
 from hho_tune.results import RUN_FILE, TRIALS_FILE, check_writable, read_trials, utc_now, write_json
 from hho_tune.space import SearchSpace
 
@@ -58,12 +58,13 @@ class ExportedConfig:
         return {"format": EXPORT_FORMAT, **asdict(self), "exported": utc_now()}
 
 
-def export_best(run_dir: str | Path, top: int = 1, policy: str = DEFAULT_POLICY) -> list[ExportedConfig]:
+def export_best(run_dir: str | Path, top: int = 1, policy: str = AUTO) -> list[ExportedConfig]:
     """The ``top`` recommended configurations of a run, the recommendation first (fewer if the run has fewer).
 
     ``policy`` ranks the completed trials (:mod:`hho_tune.recommendation`): ``best`` by observed
     score, ties to the earlier trial as on the leaderboard; ``gp`` by a noise-aware model's
-    posterior mean. Raises :class:`UsageError` for a directory that is not a readable run, and
+    posterior mean; ``auto`` as the run's run.json names (``recommendation_policy``; a run made
+    before runs named one: ``gp``). Raises :class:`UsageError` for a directory that is not a readable run, and
     for a run without a completed trial.
     """
     if top < 1:
@@ -72,6 +73,8 @@ def export_best(run_dir: str | Path, top: int = 1, policy: str = DEFAULT_POLICY)
     run_dir = Path(run_dir)
     run = _read_run_document(run_dir)
     space = _run_space(run_dir, run)
+    if policy == AUTO:
+        policy = run.get("recommendation_policy") if run.get("recommendation_policy") in POLICIES else DEFAULT_POLICY
     direction = run.get("direction", "maximize")
     if direction not in ("maximize", "minimize"):
         raise UsageError(f"{run_dir / RUN_FILE}: unknown direction {direction!r}")
@@ -180,9 +183,10 @@ def build_export_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help=f"JSON file to write (default RUN_DIR/{DEFAULT_EXPORT_FILE})")
     parser.add_argument("--top", type=_positive_int, default=1,
                         help="export the K best configurations as a list (default 1: the best, as one object)")
-    parser.add_argument("--recommend", choices=POLICIES, default=DEFAULT_POLICY,
+    parser.add_argument("--recommend", choices=(AUTO, *POLICIES), default=AUTO,
                         help="how the trials are ranked: best (observed score) or gp (a noise-aware model's "
-                             f"posterior mean, among the trials the run trained); default {DEFAULT_POLICY}")
+                             "posterior mean, among the trials the run trained); default auto: the policy the run's "
+                             "run.json names (gp, or best for a deterministic objective)")
     return parser
 
 

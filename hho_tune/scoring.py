@@ -32,13 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from hho_tune.errors import UsageError
-from hho_tune.recommendation import DEFAULT_POLICY, Candidate, Recommendation, candidates_from_rows, check_policy, recommend
+from hho_tune.recommendation import (
+    AUTO,
+    DEFAULT_POLICY,
+    GP_MIN_TRIALS,
+    Candidate,
+    Recommendation,
+    candidates_from_rows,
+    recommend,
+    resolve_policy,
+)
 from hho_tune.results import atomic_write, params_json, read_trials
 from hho_tune.space import SearchSpace
 
 RECOMMENDATIONS_FILE = "recommendations.csv"
 RESCORE_FILE = "rescore.csv"
 WORTH_FILE = "worth.csv"
+GP_CHECKPOINTS = 10  # fits of the gp policy along a run, for the worth-over-evaluations curves
 DEFAULT_RESCORE = 3  # fresh seeds per recommendation when the objective has no noise-free value
 RESCORE_SEED_BASE = 10_000  # fresh seeds are the first K from here that no run of the comparison trains with
 RECOMMENDATION_COLUMNS = ["optimizer", "seed", "policy", "trial", "observed", "best_observed", "worth", "scored_by",
@@ -87,12 +97,13 @@ def trains_with_seed(objective: Any) -> bool:
     return callable(getattr(objective, "with_seed", None))
 
 
-def choose_scoring(objective: Any, *, policy: str = DEFAULT_POLICY, rescore: int | None = None,
+def choose_scoring(objective: Any, *, policy: str = AUTO, rescore: int | None = None,
                    run_seeds: Sequence[int] = ()) -> Scoring:
-    """``rescore`` None: noise-free where offered, else :data:`DEFAULT_RESCORE` fresh seeds where the
-    objective trains with seeds, else observed. ``rescore`` 0: rank by the observed score of the
-    recommendation, whatever the objective offers."""
-    check_policy(policy)
+    """``policy`` ``auto``: :func:`hho_tune.recommendation.resolve_policy`. ``rescore`` None:
+    noise-free where offered, else :data:`DEFAULT_RESCORE` fresh seeds where the objective trains
+    with seeds, else observed. ``rescore`` 0: rank by the observed score of the recommendation,
+    whatever the objective offers."""
+    policy = resolve_policy(policy, objective)
     if rescore is not None and (isinstance(rescore, bool) or not isinstance(rescore, int) or rescore < 0):
         raise UsageError(f"--rescore must be a whole number >= 0, got {rescore!r}")
     if rescore == 0:
@@ -266,12 +277,18 @@ def worth_trajectory(objective: Any, space: SearchSpace, direction: str, candida
     """(evaluation, recommended trial, its noise-free worth) after each completed trial, in trial order.
 
     Under ``best`` the recommendation changes only when a better score is observed, so this is
-    cheap; under ``gp`` the model is fitted again after every trial.
+    cheap and exact at every trial; under ``gp`` the model is fitted at :data:`GP_CHECKPOINTS`
+    evenly spaced trials and the last, and the recommendation holds in between (a fit per trial
+    would cost minutes per comparison).
     """
     ordered = sorted(candidates, key=lambda c: c.number)
+    counts = range(1, len(ordered) + 1)
+    if policy == "gp" and len(ordered) > GP_CHECKPOINTS:
+        counts = sorted({*range(1, GP_MIN_TRIALS), *(round(len(ordered) * (i + 1) / GP_CHECKPOINTS)
+                                                     for i in range(GP_CHECKPOINTS))})
     values: dict[int, float] = {}
     points = []
-    for count in range(1, len(ordered) + 1):
+    for count in counts:
         rec = recommend(ordered[:count], space, direction, policy)
         if rec is None:
             continue

@@ -124,9 +124,9 @@ def test_re_drawing_near_one_point_wins_the_observed_best_and_loses_on_the_recom
     with open(tmp_path / "pocket" / RECOMMENDATIONS_FILE, newline="") as handle:
         for row in csv.DictReader(handle):
             assert float(row["worth"]) == worth(json.loads(row["params"])["x"])
-    # Ranked by the observed score (the old verdict, --rescore 0), the huddle would have won.
+    # Ranked by the best observed score (the old verdict: --recommend best --rescore 0), the huddle would have won.
     observed = compare(NoisyPocket(), SPACE, optimizers=["test-huddle", "test-spread"], seeds=range(6), budget=30,
-                       out=tmp_path, name="observed", rescore=0)
+                       out=tmp_path, name="observed", recommend="best", rescore=0)
     assert {r.optimizer: r.mean_rank for r in observed.stats.optimizers}["test-huddle"] == 1.0
 
 
