@@ -38,7 +38,9 @@ POLICIES = ("best", "gp")
 AUTO = "auto"  # gp, or best for an objective that declares itself deterministic
 DEFAULT_POLICY = "gp"
 GP_MIN_TRIALS = 5  # fewer points than this cannot tell a trend from noise in 3 or more dimensions
-GP_RESTARTS = 0  # extra starts of the likelihood fit: 2 moved the mean worth of the pick by at most 0.0004 (bench/RESULTS.md), at 3-6x the time
+# Extra starts of the likelihood fit: 2 moved the mean worth of the pick by at most 0.0004 (bench/RESULTS.md),
+# at 3-6x the time.
+GP_RESTARTS = 0
 
 
 @dataclass(frozen=True)
