@@ -1,6 +1,8 @@
 """Which configuration should a run recommend? Policies measured on ``lstm_table`` by what they pick.
 
     python bench/recommendation_policies.py --table /work/runs/table --out /work/runs/policies
+    python bench/recommendation_policies.py --table DIR --out DIR --budgets 10 --plans 2x1,3x1
+    python bench/recommendation_policies.py --exact          # gp against best on the exact shifted functions
 
 For each comparison ``b{B}-e2`` under ``--table`` (made by bench/lstm_table_compare.py: 30
 seeds, 2 epochs) and each run of the optimizers named, the worth of the configuration each
@@ -19,6 +21,11 @@ exports it gets on average):
 
 Printed: the mean worth per optimizer and policy, each policy against ``best`` paired by run
 (wins:losses, Wilcoxon p), and the optimizers' pairwise verdicts under each policy.
+``--gp-restarts N`` fits the GP with N extra starts (the package's default is 0).
+
+``--exact``: on the shifted suite's exact functions (2-D with 30 points, 5-D with 100, 12
+instances each) the points of a random search, and how much worse (minimized) the ``gp``
+pick is than the best point: why a deterministic objective keeps ``best``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
+import hho_tune.recommendation as recommendation_module
+from hho_tune.benchmarks import ShiftedFunction
 from hho_tune.compare import COMPARE_FILE, RUNS_DIR, compare, resume_comparison, run_label
 from hho_tune.lstm_table import LstmTable
 from hho_tune.recommendation import Candidate, candidates_from_rows, recommend
@@ -69,13 +80,45 @@ def top_k_rescored(candidates: Sequence[Candidate], k: int, s: int, objective: L
     return max(top, key=mean_score)
 
 
+def exact_functions() -> None:
+    print("| function | dims | points | gp pick minus best point, mean of 12 | gp worse at |")
+    print("|---|---|---|---|---|")
+    for function in ("sphere", "rosenbrock", "ackley", "rastrigin"):
+        for dims, points in ((2, 30), (5, 100)):
+            losses = []
+            for instance in range(12):
+                f = ShiftedFunction(function, dims, instance=instance)
+                space = f.default_space
+                rng = np.random.default_rng(instance)
+                candidates = []
+                for number in range(points):
+                    params = space.from_unit(rng.random(dims))
+                    candidates.append(Candidate(number, params, f(params)))
+                best = recommend(candidates, space, "minimize", "best")
+                gp = recommend(candidates, space, "minimize", "gp")
+                losses.append(f(gp.params) - f(best.params))
+            print(f"| {function} | {dims} | {points} | {statistics.fmean(losses):.4g} | "
+                  f"{sum(loss > 0 for loss in losses)} of 12 |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--table", type=Path, required=True, help="bench/lstm_table_compare.py's --out")
-    parser.add_argument("--out", type=Path, required=True, help="where the reduced-budget hho runs go")
+    parser.add_argument("--table", type=Path, help="bench/lstm_table_compare.py's --out")
+    parser.add_argument("--out", type=Path, help="where the reduced-budget hho runs go")
     parser.add_argument("--budgets", default="30,100")
     parser.add_argument("--optimizers", default="hho,tpe,optuna:GPSampler,random")
+    parser.add_argument("--plans", default=",".join(f"{k}x{s}" for k, s in RESCORE_PLANS),
+                        help="top-K re-scored S times each, as KxS, comma-separated")
+    parser.add_argument("--gp-restarts", type=int, default=recommendation_module.GP_RESTARTS)
+    parser.add_argument("--exact", action="store_true")
     args = parser.parse_args()
+    recommendation_module.GP_RESTARTS = args.gp_restarts
+    if args.exact:
+        exact_functions()
+        return
+    if args.table is None or args.out is None:
+        parser.error("--table and --out are needed (or --exact)")
+    plans = tuple(tuple(int(n) for n in plan.split("x")) for plan in args.plans.split(","))
     names = args.optimizers.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict[str, dict] = {}
@@ -89,14 +132,14 @@ def main() -> None:
         observed: dict[str, dict[int, float]] = {}
         for name in names:
             reduced = {(k, s): reduced_run(args.out, name, budget - k * s, seeds, space)
-                       for k, s in RESCORE_PLANS} if name in BUDGET_AWARE else {}
+                       for k, s in plans} if name in BUDGET_AWARE else {}
             for seed in seeds:
                 trials = run_candidates(directory, name, seed, space)
                 observed.setdefault(name, {})[seed] = max(c.value for c in trials)
                 for policy in ("best", "gp"):
                     pick = recommend(trials, space, "maximize", policy)
                     worth.setdefault(policy, {}).setdefault(name, {})[seed] = objective.noise_free_value(pick.params)
-                for k, s in RESCORE_PLANS:
+                for k, s in plans:
                     if name in BUDGET_AWARE:
                         short = run_candidates(reduced[k, s], name, seed, space)
                     else:
