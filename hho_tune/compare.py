@@ -676,7 +676,8 @@ def print_comparison(console: Console, result: ComparisonResult) -> None:
     if stats.target is not None:
         target = stats.target
         console.print(
-            f"to target: evaluations to reach {target.value:.6g}, {target.fraction:.0%} of the way from the median "
+            f"to target: evaluations until the best observed so far reached {target.value:.6g}, "
+            f"{target.fraction:.0%} of the way from the median "
             f"evaluation ({target.reference:.6g}) to the best found by anyone ({target.best:.6g}): all runs' "
             "evaluations until they got there (a run that did not: its whole budget) over the runs that did.",
             highlight=False,
