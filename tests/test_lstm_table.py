@@ -118,6 +118,17 @@ def test_a_comparison_on_the_table_runs_on_simulated_time(tmp_path: Path) -> Non
     hho_1 = [float(r["elapsed_seconds"]) for r in curves if r["optimizer"] == "hho" and r["seed"] == "1"]
     assert hho_1 == pytest.approx(list(spent), abs=2e-3)
     assert json.loads((directory / "friedman.json").read_text())["seeds"] == 3
+    # Each run is scored by its recommendation's expected accuracy at the comparison's 3 epochs, computed
+    # here again by a surrogate built afresh from the recorded table, and that is what the summary averages.
+    surrogate = Surrogate(RecordedTable.load())
+    rows = read_csv(directory / "recommendations.csv")
+    assert len(rows) == 9 and {r["scored_by"] for r in rows} == {"noise-free"}
+    for row in rows:
+        expected = surrogate.predict([json.loads(row["params"])])[0][2]
+        assert float(row["worth"]) == pytest.approx(expected, abs=1e-12)
+    summary = {r["optimizer"]: r for r in read_csv(directory / "summary.csv")}
+    hho_worth = [float(r["worth"]) for r in rows if r["optimizer"] == "hho"]
+    assert float(summary["hho"]["worth_mean"]) == pytest.approx(np.mean(hho_worth))
 
 
 @pytest.mark.parametrize(("args", "message"), [
