@@ -325,8 +325,7 @@ def report(result: Any, console: Console) -> int:
         console.print("no trial completed", style="red")
     else:
         at = "" if outcome.best.steps is None else f" (after epoch {outcome.best.steps})"
-        console.print(f"best observed: {outcome.best.value:.4f}{at}  {format_params(outcome.best.params)}",
-                      highlight=False)
+        console.print(f"best: {outcome.best.value:.4f}{at}  {format_params(outcome.best.params)}", highlight=False)
         chosen = document.get("recommendation")
         if chosen:
             why = (f"a GP's pick, predicted {chosen['predicted']:.4f}" if chosen.get("predicted") is not None
