@@ -49,6 +49,13 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ``tune`` and ``compare``: what is searched and at which fidelity."""
     parser.add_argument("--budget", type=_positive_int, default=30, help="trainings per run (default 30)")

@@ -350,12 +350,12 @@ def finished_runs(directory: Path, plan: ComparisonPlan) -> list[tuple[str, int,
 
 def score_comparison(directory: Path, objective: Objective, *, console: Console | None) -> None:
     """Score every finished run's recommendation as compare.json says (fresh-seed trainings go to rescore.csv)."""
-    plan = read_plan(directory)
     document = read_comparison(directory)
-    space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(directory)))
-    scoring = comparison_scoring(directory)
     if not document.get("scoring"):
         return
+    plan = ComparisonPlan.from_dict(document)
+    space = SearchSpace.from_dict(document["space"], source=document["space"].get("source", str(directory)))
+    scoring = Scoring.from_dict(document["scoring"])
     progress = None if console is None else (lambda text: console.print(text, highlight=False))
     score_runs(directory, objective, space, plan.direction, finished_runs(directory, plan), scoring, progress=progress)
 
@@ -714,7 +714,7 @@ def _fraction(text: str) -> float:
 
 
 def build_compare_parser() -> argparse.ArgumentParser:
-    from hho_tune.cli import _Parser, _positive_int, add_search_arguments
+    from hho_tune.cli import _non_negative_int, _Parser, _positive_int, add_search_arguments
 
     parser = _Parser(
         prog="hho-tune compare",
@@ -739,21 +739,11 @@ def build_compare_parser() -> argparse.ArgumentParser:
                         help="how a run picks the configuration it recommends and is scored by: best (its best "
                              "observed trial) or gp (a noise-aware model's pick among its trials); default auto: "
                              "gp, or best for a deterministic objective (the test functions)")
-    parser.add_argument("--rescore", type=_whole_number, default=None, metavar="K",
+    parser.add_argument("--rescore", type=_non_negative_int, default=None, metavar="K",
                         help="score each run's recommendation by training it again with K fresh seeds (apart from "
                              "the budget); default: the objective's noise-free value where it has one, else 3; "
                              "0: by its observed score")
     return parser
-
-
-def _whole_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 # Flags that may accompany --resume only with the comparison's own value.

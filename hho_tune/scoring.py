@@ -22,7 +22,6 @@ ranks-over-time's axis). Everything is rebuilt from the run directories and resc
 from __future__ import annotations
 
 import csv
-import json
 import math
 import statistics
 import time
@@ -234,18 +233,14 @@ def rescored_worth(rec: Recommendation, seeds: Sequence[int], rows: Mapping[tupl
 
 # -- the whole comparison ------------------------------------------------------------------------
 
-def score_runs(directory: Path, objective: Objective | None, space: SearchSpace, direction: str,
+def score_runs(directory: Path, objective: Objective, space: SearchSpace, direction: str,
                runs: Sequence[tuple[str, int, Path]], scoring: Scoring, *,
                progress: Callable[[str], None] | None = None) -> list[ScoredRun]:
-    """Score every finished run, write recommendations.csv (and worth.csv), and return the rows.
-
-    ``objective`` None: nothing new is trained or evaluated (summarising from the files alone);
-    a recommendation whose fresh-seed trainings are missing then has no worth yet.
-    """
+    """Score every finished run, write recommendations.csv (and worth.csv), and return the rows."""
     recommendations = {}
     for optimizer, seed, run_dir in runs:
         recommendations[optimizer, seed] = run_recommendation(run_dir, space, direction, scoring.policy)
-    if scoring.method == "rescore" and objective is not None:
+    if scoring.method == "rescore":
         pending = [(opt, seed, rec) for (opt, seed), (rec, _) in recommendations.items() if rec is not None]
         rescore(directory, objective, space, pending, scoring.rescore_seeds, progress=progress)
     rows = read_rescores(directory)
@@ -255,7 +250,7 @@ def score_runs(directory: Path, objective: Objective | None, space: SearchSpace,
         worth: float | None = None
         rescored = 0
         if rec is not None:
-            if scoring.method == "noise-free" and objective is not None:
+            if scoring.method == "noise-free":
                 worth = float(objective.noise_free_value(space.full_params(rec.params)))  # type: ignore[attr-defined]
                 trajectories.append((optimizer, seed, worth_trajectory(objective, space, direction, candidates,
                                                                        scoring.policy)))
@@ -265,10 +260,9 @@ def score_runs(directory: Path, objective: Objective | None, space: SearchSpace,
                 worth = rec.observed
         scored.append(ScoredRun(optimizer, seed, rec, best_observed(candidates, direction), worth,
                                 scoring.method, rescored))
-    if objective is not None or not (directory / RECOMMENDATIONS_FILE).exists():
-        write_recommendations(directory, scored)
-        if trajectories:
-            write_worth(directory, trajectories)
+    write_recommendations(directory, scored)
+    if trajectories:
+        write_worth(directory, trajectories)
     return scored
 
 
@@ -357,7 +351,3 @@ def describe(scoring: Scoring, runs: int) -> str:
         return f"scoring: each run's recommendation ({scoring.policy} policy) by the objective's noise-free value"
     return (f"scoring: each run's recommendation ({scoring.policy} policy) by its own observed score "
             "(no noise-free value, no fresh seeds)")
-
-
-def scoring_json(scoring: Scoring) -> str:
-    return json.dumps(scoring.to_dict(), sort_keys=True)
